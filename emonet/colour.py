@@ -1,0 +1,66 @@
+"""Colour spaces for EmoNet's input: an RGB uint8 image mapped to three float32 channels in [0, 1].
+
+EmoNet was trained on RGB in [0, 1]; any other space is fed through the same network with its
+channels scaled to [0, 1] as documented below, so that a comparison between spaces changes only the
+colour representation.
+"""
+import cv2
+import numpy as np
+
+COLOR_SPACES = ("rgb", "hsv", "lab", "yuv")
+
+# HSV: hue in degrees / HUE_DEGREES, saturation and value in [0, 1] (skimage.color.rgb2hsv's convention).
+HUE_DEGREES = 360.0
+
+# CIE L*a*b* (D65, 2 degree observer, as skimage.color.rgb2lab): L* in [0, 100] is divided by LAB_L_MAX;
+# a* and b* are shifted by LAB_AB_OFFSET and divided by LAB_AB_RANGE, the 8-bit Lab encoding. The sRGB
+# gamut then spans about [0.16, 0.89] in a* and [0.08, 0.87] in b*: inside [0, 1], not stretched to it.
+LAB_L_MAX = 100.0
+LAB_AB_OFFSET = 128.0
+LAB_AB_RANGE = 255.0
+
+# YUV (analogue BT.601, as skimage.color.rgb2yuv): Y in [0, 1]; U in [-U_MAX, U_MAX] and V in [-V_MAX, V_MAX]
+# are mapped linearly onto [0, 1] (0.5 = no chroma).
+YUV_FROM_RGB = np.array(
+    [
+        [0.299, 0.587, 0.114],
+        [-0.14714119, -0.28886916, 0.43601035],
+        [0.61497538, -0.51496512, -0.10001026],
+    ],
+    dtype=np.float32,
+)
+YUV_U_MAX = 0.43601035
+YUV_V_MAX = 0.61497538
+
+
+def convert_colour(rgb: np.ndarray, space: str) -> np.ndarray:
+    """Map an RGB uint8 H x W x 3 image to float32 H x W x 3 channels in [0, 1] in `space`.
+
+    - `rgb`: RGB / 255.
+    - `hsv`: H = hue in degrees / 360 (0 for grey pixels), S and V in [0, 1]. Computed in float, so hue
+      keeps its full resolution; the seed pipeline used OpenCV's uint8 HSV, whose hue is degrees / 2
+      (0..179), and divided it by 179: hue quantised to 180 levels and slightly stretched.
+    - `lab`: see LAB_* above.  - `yuv`: see YUV_* above.
+    """
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"expected an RGB uint8 H x W x 3 image, got {rgb.dtype} {rgb.shape}")
+    unit = rgb.astype(np.float32) / 255.0
+    if space == "rgb":
+        return unit
+    if space == "hsv":
+        hsv = cv2.cvtColor(unit, cv2.COLOR_RGB2HSV)  # float input: H in [0, 360), S, V in [0, 1]
+        hsv[..., 0] /= HUE_DEGREES
+        return hsv
+    if space == "lab":
+        from skimage.color import rgb2lab  # OpenCV's float Lab differs from CIE by up to 0.3 L* units
+
+        lab = rgb2lab(unit).astype(np.float32)
+        lab[..., 0] /= LAB_L_MAX
+        lab[..., 1:] = (lab[..., 1:] + LAB_AB_OFFSET) / LAB_AB_RANGE
+        return lab
+    if space == "yuv":
+        yuv = unit @ YUV_FROM_RGB.T
+        yuv[..., 1] = yuv[..., 1] / (2 * YUV_U_MAX) + 0.5
+        yuv[..., 2] = yuv[..., 2] / (2 * YUV_V_MAX) + 0.5
+        return np.clip(yuv, 0.0, 1.0, out=yuv)  # float rounding can step 1e-7 outside
+    raise ValueError(f"unknown colour space {space!r}; choose one of {', '.join(COLOR_SPACES)}")

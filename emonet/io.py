@@ -1,0 +1,67 @@
+"""Atomic file writes: a run killed at any moment (SIGKILL included) never leaves a half-written file
+under the final name, because data goes to a temporary file in the same folder and is then renamed
+with `os.replace`, which is atomic on POSIX and Windows."""
+import contextlib
+import hashlib
+import io
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+
+TMP_SUFFIX = ".tmp"
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb"):
+    """Open a temporary sibling of `path` for writing; on success it replaces `path`, on error it is removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    try:
+        with os.fdopen(fd, mode) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:
+    with atomic_open(path, "w") as f:
+        json.dump(obj, f, indent=indent)
+        f.write("\n")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_open(path, "w") as f:
+        f.write(text)
+
+
+def save_npz(path: str | os.PathLike, **arrays) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    with atomic_open(path) as f:
+        f.write(buffer.getvalue())
+
+
+def save_torch(obj, path: str | os.PathLike) -> None:
+    with atomic_open(path) as f:
+        torch.save(obj, f)
+
+
+def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()

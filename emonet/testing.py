@@ -1,0 +1,134 @@
+"""Deterministic stand-ins for the things this project cannot download: EmoNet weights and AFEW-VA.
+
+Used by the tests and the benchmarks. The weight recipe is the one the reference outputs in
+`tests/data/emonet_golden.npz` were computed with (see `../shared/reference/README.md`).
+"""
+import json
+import zlib
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .constants import FLIP_ORDER_68, NUM_LANDMARKS
+from .model import EmoNet
+
+
+def deterministic_state_dict(n_expression: int = 8, prefix: str = "", with_num_batches_tracked: bool = True) -> dict:
+    """EmoNet state dict filled from `default_rng(crc32(name))`; `prefix="module."` mimics the released files."""
+    out = {}
+    for name, ref in EmoNet(n_expression).state_dict().items():
+        shape = tuple(ref.shape)
+        rng = np.random.default_rng(zlib.crc32(name.encode()))
+        if name.endswith("num_batches_tracked"):
+            if not with_num_batches_tracked:
+                continue
+            out[prefix + name] = torch.zeros(shape, dtype=torch.int64)
+            continue
+        if name.endswith("running_mean"):
+            value = 0.1 * rng.standard_normal(shape)
+        elif name.endswith("running_var"):
+            value = rng.uniform(0.5, 1.5, shape)
+        elif len(shape) >= 2:
+            value = rng.standard_normal(shape) * np.sqrt(1.0 / np.prod(shape[1:]))
+        elif name.endswith("weight"):
+            value = rng.uniform(0.5, 1.0, shape)
+        else:
+            value = 0.05 * rng.standard_normal(shape)
+        out[prefix + name] = torch.from_numpy(np.asarray(value, dtype=np.float32))
+    return out
+
+
+def write_released_checkpoint(path: Path, n_expression: int = 8) -> Path:
+    """A checkpoint in the released format: `module.` prefix (DataParallel), no `num_batches_tracked`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(deterministic_state_dict(n_expression, prefix="module.", with_num_batches_tracked=False), path)
+    return path
+
+
+def landmark_template() -> np.ndarray:
+    """A mirror-symmetric 68-point face shape in the unit square (iBUG order, image left = subject's right).
+
+    Not a real mean shape, but every point sits in its part's place (jaw arc, brows above eyes, nose on
+    the axis, mouth below), and flipping it with FLIP_ORDER_68 gives it back: enough to test crops and flips.
+    """
+    pts = np.zeros((NUM_LANDMARKS, 2))
+    t = np.linspace(-1.0, 1.0, 17)
+    pts[0:17] = np.stack([0.5 + 0.48 * np.sin(t * 1.3), 0.35 + 0.62 * np.cos(t * 1.3)], 1)  # jaw
+    pts[17:22] = np.stack([np.linspace(0.12, 0.42, 5), 0.22 - 0.05 * np.sin(np.linspace(0, np.pi, 5))], 1)
+    pts[27:31] = np.stack([np.full(4, 0.5), np.linspace(0.32, 0.56, 4)], 1)  # nose bridge
+    pts[31:34] = np.stack([np.linspace(0.40, 0.5, 3), [0.62, 0.64, 0.65]], 1)  # nostrils (left half)
+    eye = np.linspace(0, 2 * np.pi, 7)[:6]
+    pts[36:42] = np.stack([0.3 - 0.08 * np.cos(eye), 0.36 - 0.03 * np.sin(eye)], 1)
+    mouth = np.linspace(0, 2 * np.pi, 13)[:12]
+    pts[48:60] = np.stack([0.5 - 0.17 * np.cos(mouth), 0.78 - 0.07 * np.sin(mouth)], 1)
+    inner = np.linspace(0, 2 * np.pi, 9)[:8]
+    pts[60:68] = np.stack([0.5 - 0.1 * np.cos(inner), 0.78 - 0.03 * np.sin(inner)], 1)
+    # The right half is the mirror of the left half; points on the axis are averaged with themselves.
+    order = np.asarray(FLIP_ORDER_68)
+    left = np.zeros(NUM_LANDMARKS, bool)
+    left[[*range(0, 8), *range(17, 22), 31, 32, *range(36, 42), 48, 49, 50, 58, 59, 60, 61, 67]] = True
+    mirrored = np.stack([1.0 - pts[:, 0], pts[:, 1]], 1)
+    pts[order[left]] = mirrored[left]
+    on_axis = order == np.arange(NUM_LANDMARKS)
+    pts[on_axis, 0] = 0.5
+    return pts
+
+
+def face_image() -> np.ndarray:
+    """A real face: the astronaut from scikit-image, cropped to her face (uint8 RGB, 200 x 200)."""
+    from skimage import data
+
+    return np.ascontiguousarray(data.astronaut()[20:220, 130:330])
+
+
+# Size of the real AFEW-VA frames.
+FRAME_WIDTH, FRAME_HEIGHT = 720, 576
+
+
+def write_afew_va_tree(root: Path, labels: dict, frames_per_clip: int = 4, actors: dict | None = None) -> Path:
+    """Write an AFEW-VA-format tree: `<clip>/<clip>.json` and `<clip>/<frame>.png` (720 x 576).
+
+    `labels` maps clip ids to `{"valence": [...], "arousal": [...]}` (as in afew_va_labels.json); the first
+    `frames_per_clip` labels of each clip are used. Each clip shows the face at its own position and size,
+    drifting slightly from frame to frame, with landmarks that follow it (some clips reach off the frame).
+    """
+    face = face_image()
+    template = landmark_template()
+    rng = np.random.default_rng(0)
+    for k, (clip, clip_labels) in enumerate(sorted(labels.items())):
+        clip_dir = root / clip
+        clip_dir.mkdir(parents=True, exist_ok=True)
+        size = 160 + 40 * (k % 4)
+        x0, y0 = 60 + 150 * (k % 4), 40 + 120 * (k % 3)
+        if k % 5 == 4:  # a face partly off the left edge: negative landmarks, as in the real data
+            x0 = -size // 3
+        frames = {}
+        for i in range(min(frames_per_clip, len(clip_labels["valence"]))):
+            fx, fy = x0 + 3 * i, y0 + 2 * i
+            frame = np.full((FRAME_HEIGHT, FRAME_WIDTH, 3), 40, np.uint8)
+            frame += rng.integers(0, 20, frame.shape, dtype=np.uint8)
+            resized = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA)
+            _paste(frame, resized, fx, fy)
+            name = f"{i:05d}"
+            cv2.imwrite(str(clip_dir / f"{name}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            landmarks = template * size * 0.9 + [fx + 0.05 * size, fy + 0.08 * size]
+            frames[name] = {
+                "valence": clip_labels["valence"][i],
+                "arousal": clip_labels["arousal"][i],
+                "landmarks": landmarks.round(3).tolist(),
+            }
+        actor = (actors or {}).get(clip, f"actor_{k % 3}")
+        meta = {"actor": actor, "video_id": clip, "frames": frames}
+        (clip_dir / f"{clip}.json").write_text(json.dumps(meta))
+    return root
+
+
+def _paste(frame: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
+    """Paste `patch` with its top-left corner at (x, y), clipped to the frame."""
+    h, w = patch.shape[:2]
+    fx0, fy0 = max(x, 0), max(y, 0)
+    fx1, fy1 = min(x + w, frame.shape[1]), min(y + h, frame.shape[0])
+    if fx1 > fx0 and fy1 > fy0:
+        frame[fy0:fy1, fx0:fx1] = patch[fy0 - y : fy1 - y, fx0 - x : fx1 - x]

@@ -1,0 +1,60 @@
+"""Shared fixtures: a small AFEW-VA tree and a released-format EmoNet checkpoint, both deterministic."""
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from emonet.testing import write_afew_va_tree, write_released_checkpoint
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(__file__).resolve().parent / "data"
+LABELS_PATH = ROOT.parent / "shared" / "reference" / "afew_va_labels.json"
+NO_LABELS_REASON = f"needs the real AFEW-VA labels at {LABELS_PATH} (present in CI, absent in a bare clone)"
+
+FIXTURE_CLIPS = 6
+FIXTURE_FRAMES = 4
+
+torch.set_num_threads(2)
+
+
+def real_labels() -> dict | None:
+    """The real per-frame labels of all 600 clips, or None outside this project's workspace."""
+    if not LABELS_PATH.is_file():
+        return None
+    return json.loads(LABELS_PATH.read_text())["clips"]
+
+
+@pytest.fixture(scope="session")
+def afew_labels() -> dict:
+    labels = real_labels()
+    if labels is None:
+        pytest.skip(NO_LABELS_REASON)
+    return labels
+
+
+def _fixture_labels() -> dict:
+    """Labels for the small tree: the real ones of the first clips when available, else a fixed sequence."""
+    labels = real_labels()
+    if labels is not None:
+        return {clip: labels[clip] for clip in sorted(labels)[:FIXTURE_CLIPS]}
+    rng = np.random.default_rng(1)
+    return {f"{i:03d}": {"valence": rng.integers(-10, 11, FIXTURE_FRAMES).tolist(),
+                         "arousal": rng.integers(-10, 11, FIXTURE_FRAMES).tolist()}
+            for i in range(1, FIXTURE_CLIPS + 1)}
+
+
+@pytest.fixture(scope="session")
+def afew_tree(tmp_path_factory) -> Path:
+    """A read-only AFEW-VA tree: 6 clips x 4 frames of 720 x 576 PNG with the astronaut's face.
+
+    Tests that modify a tree copy it first (`shutil.copytree`).
+    """
+    return write_afew_va_tree(tmp_path_factory.mktemp("afew") / "AFEW-VA", _fixture_labels(), FIXTURE_FRAMES)
+
+
+@pytest.fixture(scope="session")
+def released_checkpoint(tmp_path_factory) -> Path:
+    """`emonet_8.pth` in the released format, with the deterministic reference weights."""
+    return write_released_checkpoint(tmp_path_factory.mktemp("pretrained") / "emonet_8.pth")
