@@ -1,0 +1,68 @@
+"""Stage 1: get AFEW-VA (600 clips, 30,051 frames) onto disk and verify it.
+
+    python download_afew_va.py                           # through kagglehub (needs Kaggle credentials)
+    python download_afew_va.py --archive afew-va.zip     # a zip downloaded by hand from the Kaggle page
+    python download_afew_va.py --verify /data/AFEW-VA    # verification only
+
+Prints the dataset root and the line `export AFEW_VA_ROOT=...` to paste; exits 1 when no usable frame exists.
+"""
+import argparse
+import shlex
+import sys
+
+from emonet.afew_va import read_afew_va, resolve_dataset_root, summarize
+from emonet.cli import run
+from emonet.constants import AFEW_VA_ROOT_ENV, KAGGLE_HANDLE
+from emonet.download import extract_archive, find_dataset_root, kaggle_download
+from emonet.io import write_json
+
+PROBLEMS_FILE = "afew_va_problems.json"
+SHOWN_PROBLEMS = 10
+
+
+def get_args_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--handle", default=KAGGLE_HANDLE,
+                        help=f"kagglehub dataset handle, version pinned so a cached copy needs no network (default: {KAGGLE_HANDLE})")
+    source.add_argument("--archive", default=None, help="zip of the dataset downloaded by hand; extracted into --output_dir")
+    source.add_argument("--verify", metavar="ROOT", default=None, help="only verify the dataset at ROOT")
+    parser.add_argument("--output_dir", default="data", help="where --archive is extracted (default: data)")
+    parser.add_argument("--problems_file", default=PROBLEMS_FILE,
+                        help=f"where the list of problems found is written (default: {PROBLEMS_FILE})")
+    return parser
+
+
+def main(args) -> int:
+    if args.verify:
+        root = resolve_dataset_root(args.verify)
+    elif args.archive:
+        root = find_dataset_root(extract_archive(args.archive, args.output_dir))
+    else:
+        root = find_dataset_root(kaggle_download(args.handle))
+
+    frames, problems = read_afew_va(root)
+    summary = summarize(frames, problems)
+    write_json(args.problems_file, {"dataset_root": str(root), "summary": summary, "problems": [p.as_dict() for p in problems]})
+    print(f"AFEW-VA at {root}")
+    print(f"  clips with usable frames  {summary['clips']:>6}")
+    print(f"  labelled frames           {summary['labelled_frames']:>6}")
+    print(f"  actors                    {summary['actors']:>6}")
+    for kind, count in summary.items():
+        if kind not in ("clips", "labelled_frames", "actors"):
+            print(f"  {kind.replace('_', ' '):<25} {count:>6}")
+    for problem in problems[:SHOWN_PROBLEMS]:
+        print(f"  ! {problem.path}: {problem.reason}")
+    if len(problems) > SHOWN_PROBLEMS:
+        print(f"  ... {len(problems) - SHOWN_PROBLEMS} more")
+    if problems:
+        print(f"  all problems: {args.problems_file}")
+    if not frames:
+        print("no usable frame: nothing to extract", file=sys.stderr)
+        return 1
+    print(f"export {AFEW_VA_ROOT_ENV}={shlex.quote(str(root.resolve()))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main, get_args_parser().parse_args()))

@@ -1,0 +1,78 @@
+"""What the scripts share on the command line: logging set-up, error handling, and the flags that
+several scripts take with the same meaning. The parsers themselves are built in the scripts."""
+import logging
+import os
+import sys
+
+import torch
+
+from .colour import COLOR_SPACES
+from .constants import AFEW_VA_ROOT_ENV, DEFAULT_PRETRAINED_PATH
+from .crop import CROP_MODES
+from .device import DEVICE_CHOICES
+from .errors import EmoNetError
+
+logger = logging.getLogger("emonet")
+
+
+def run(main, args) -> int:
+    """Run `main(args)` and return its exit code; a user-fixable error becomes one line on stderr and 1."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        return main(args) or 0
+    except (EmoNetError, OSError, ValueError) as exc:
+        logger.error("%s", exc)
+        return 1
+    except KeyboardInterrupt:
+        logger.error("interrupted; files already written are complete and a rerun continues")
+        return 130
+
+
+def default_workers() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
+def dataset_root_or_env(value: str | None) -> str:
+    root = value or os.environ.get(AFEW_VA_ROOT_ENV)
+    if not root:
+        raise EmoNetError(f"no dataset root: pass --dataset_root or set {AFEW_VA_ROOT_ENV} "
+                          "(python download_afew_va.py prints the line to paste)")
+    return root
+
+
+def add_frame_arguments(parser, color_space: str = "hsv") -> None:
+    """Where frames come from and how they become EmoNet input (extraction, fine-tuning, evaluation)."""
+    parser.add_argument("--dataset_root", default=None,
+                        help=f"AFEW-VA folder holding 001/ ... 600/ (default: ${AFEW_VA_ROOT_ENV})")
+    parser.add_argument("--pretrained_path", default=DEFAULT_PRETRAINED_PATH,
+                        help=f"released EmoNet weights (default: {DEFAULT_PRETRAINED_PATH})")
+    parser.add_argument("--color_space", choices=COLOR_SPACES, default=color_space,
+                        help=f"colour space fed to EmoNet (default: {color_space})")
+    parser.add_argument("--crop", choices=CROP_MODES, default="landmarks",
+                        help="landmarks: EmoNet's face crop; resize: whole frame resized, as the seed did "
+                             "(default: landmarks)")
+
+
+def add_runtime_arguments(parser, batch_size: int) -> None:
+    parser.add_argument("--batch_size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
+    parser.add_argument("--num_workers", type=int, default=default_workers(),
+                        help=f"DataLoader worker processes (default: {default_workers()}, min(4, CPUs))")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
+    parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (default: off)")
+    parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
+
+
+def set_threads() -> None:
+    """Use every core for intra-op parallelism on the CPU (the default can be lower in containers)."""
+    torch.set_num_threads(os.cpu_count() or 1)
+
+
+def add_extraction_arguments(parser, color_space: str, output_dir: str, manifest_file: str) -> None:
+    """The flags of both extraction scripts, which differ only in these defaults."""
+    add_frame_arguments(parser, color_space)
+    add_runtime_arguments(parser, batch_size=32)
+    parser.add_argument("--output_dir", default=output_dir, help=f"feature folder (default: {output_dir})")
+    parser.add_argument("--manifest_file", default=manifest_file, help=f"manifest to write (default: {manifest_file})")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N clips, for a quick try (default: all)")
+    parser.add_argument("--overwrite", action="store_true", help="re-extract frames already done (default: skip them)")
+    parser.add_argument("--strict", action="store_true", help="exit 1 when any frame or clip failed (default: exit 0)")

@@ -1,0 +1,109 @@
+"""From an AFEW-VA frame to EmoNet's input tensor: decode, crop, colour conversion (and augmentation).
+
+Extraction, fine-tuning and evaluation all go through `FrameDataset`, so features and fine-tuning see
+identical input. Decoding errors do not stop a DataLoader: the sample comes back with `error` set.
+"""
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from .afew_va import Frame
+from .colour import convert_colour
+from .constants import IMAGE_SIZE, LABEL_SCALE
+from .crop import crop_face, flip_landmarks
+
+
+def read_rgb(path) -> np.ndarray:
+    """Decode an image file to RGB uint8; ValueError naming the file when it cannot be decoded."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"{path}: cannot decode image (missing, corrupt or not an image)")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def to_tensor(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 float32 -> 3 x H x W tensor."""
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+@dataclass(frozen=True)
+class Augment:
+    """EmoNet-style training augmentation of the crop box, applied before cropping.
+
+    Horizontal flip with probability `flip` (frame mirrored, landmarks mirrored with the 68-point flip
+    order), box scale in [1 - scale, 1 + scale], rotation in [-rotation, rotation] degrees, shift in
+    [-shift, shift] x side, and optional brightness/contrast/saturation jitter on the RGB crop before the
+    colour-space conversion.
+    """
+
+    flip: float = 0.5
+    scale: float = 0.1
+    rotation: float = 10.0
+    shift: float = 0.05
+    colour_jitter: float = 0.0
+
+    def __call__(self, rgb: np.ndarray, landmarks: np.ndarray, crop: str, rng: np.random.Generator) -> np.ndarray:
+        if rng.random() < self.flip:
+            rgb = np.ascontiguousarray(rgb[:, ::-1])
+            landmarks = flip_landmarks(landmarks, rgb.shape[1])
+        out = crop_face(
+            rgb, landmarks, crop,
+            scale=1.0 + rng.uniform(-self.scale, self.scale),
+            rotation_deg=rng.uniform(-self.rotation, self.rotation),
+            shift=tuple(rng.uniform(-self.shift, self.shift, 2)),
+        )
+        if self.colour_jitter > 0:
+            out = _jitter(out, self.colour_jitter, rng)
+        return out
+
+
+def _jitter(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    brightness, contrast, saturation = 1.0 + rng.uniform(-strength, strength, 3)
+    x = rgb.astype(np.float32) * brightness
+    x = (x - x.mean()) * contrast + x.mean()
+    grey = x.mean(axis=2, keepdims=True)
+    x = (x - grey) * saturation + grey
+    return np.clip(x, 0, 255).astype(np.uint8)
+
+
+class FrameDataset(Dataset):
+    """AFEW-VA frames as EmoNet input: `image` (3 x 256 x 256 float32 in [0, 1], in `color_space`),
+    `target` (valence, arousal) / 10, `index` into `frames`, and `error` ("" when the frame was read).
+
+    `flip=True` returns the mirrored frame (for flip test-time augmentation). `augment` applies random
+    training augmentation; each worker draws from its own generator seeded by `seed`, the epoch and the index,
+    so a run is reproducible whatever the number of workers.
+    """
+
+    def __init__(self, frames: list[Frame], color_space: str, crop: str, augment: Augment | None = None,
+                 flip: bool = False, seed: int = 0):
+        self.frames = frames
+        self.color_space = color_space
+        self.crop = crop
+        self.augment = augment
+        self.flip = flip
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def __getitem__(self, index: int) -> dict:
+        frame = self.frames[index]
+        target = torch.tensor([frame.valence, frame.arousal], dtype=torch.float32) / LABEL_SCALE
+        try:
+            rgb, landmarks = read_rgb(frame.image_path), frame.landmarks
+            if self.flip:
+                rgb, landmarks = np.ascontiguousarray(rgb[:, ::-1]), flip_landmarks(landmarks, rgb.shape[1])
+            if self.augment is not None:
+                rng = np.random.default_rng((self.seed, self.epoch, index))
+                crop = self.augment(rgb, landmarks, self.crop, rng)
+            else:
+                crop = crop_face(rgb, landmarks, self.crop)
+            image, error = to_tensor(convert_colour(crop, self.color_space)), ""
+        except ValueError as exc:
+            image, error = torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE), str(exc)
+        return {"image": image, "target": target, "index": index, "error": error}

@@ -1,0 +1,66 @@
+"""The feature manifest: the hand-over between extraction and training/evaluation.
+
+Format `emonet-features/1`: `{"format", "settings": {color_space, crop, image_size, pretrained_path,
+pretrained_sha256, dataset_root, ...}, "samples": [{"path", "clip", "frame", "actor", "valence",
+"arousal"}, ...]}`. `path` is relative to the manifest's folder; labels are raw ([-10, 10]).
+
+The seed's older manifest, `{"features_hsv/001/00000.npz": {"valence": v, "arousal": a}, ...}`, is read
+too: its clip is the path's parent folder, its frame the file name, its actor unknown ("").
+"""
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .constants import MANIFEST_FORMAT
+from .errors import DatasetError
+from .io import write_json
+
+SAMPLE_KEYS = ("path", "clip", "frame", "actor", "valence", "arousal")
+
+
+@dataclass
+class Manifest:
+    path: Path
+    settings: dict  # {} for the seed's format
+    samples: list[dict]
+
+    def resolve(self, sample: dict, data_root: str | os.PathLike | None = None) -> Path:
+        """Absolute path of a sample's feature file: relative to `data_root`, by default the manifest's folder."""
+        return Path(data_root if data_root is not None else self.path.parent) / sample["path"]
+
+
+def write_manifest(path: str | os.PathLike, settings: dict, samples: list[dict]) -> None:
+    write_json(path, {"format": MANIFEST_FORMAT, "settings": settings, "samples": samples}, indent=1)
+
+
+def read_manifest(path: str | os.PathLike) -> Manifest:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: manifest not found (run feature extraction first)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: unreadable manifest ({exc})") from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: a manifest is a JSON object, found {type(data).__name__}")
+    if "format" in data:
+        if data["format"] != MANIFEST_FORMAT:
+            raise DatasetError(f"{path}: unknown manifest format {data['format']!r} (expected {MANIFEST_FORMAT})")
+        samples = data.get("samples")
+        if not isinstance(samples, list) or not all(isinstance(s, dict) and set(SAMPLE_KEYS) <= set(s) for s in samples):
+            raise DatasetError(f"{path}: 'samples' must be a list of objects with keys {', '.join(SAMPLE_KEYS)}")
+        manifest = Manifest(path, dict(data.get("settings") or {}), samples)
+    else:
+        manifest = Manifest(path, {}, [_seed_sample(path, key, value) for key, value in data.items()])
+    if not manifest.samples:
+        raise DatasetError(f"{path}: the manifest lists no samples")
+    return manifest
+
+
+def _seed_sample(path: Path, key: str, value) -> dict:
+    if not isinstance(value, dict) or not {"valence", "arousal"} <= set(value):
+        raise DatasetError(f"{path}: entry {key!r} lacks valence/arousal")
+    p = PurePosixPath(key.replace("\\", "/"))
+    return {"path": key, "clip": p.parent.name, "frame": p.stem, "actor": "",
+            "valence": float(value["valence"]), "arousal": float(value["arousal"])}

@@ -1,0 +1,167 @@
+"""Stage 2: feature extraction on the fixture tree, its failure records, refusal to mix, and kill-and-resume."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import extract_features_all
+import extract_features_hsv_crop
+from conftest import ROOT
+from emonet.afew_va import read_afew_va
+from emonet.checkpoint import load_emonet
+from emonet.data import FrameDataset
+from emonet.errors import DatasetError
+from emonet.extraction import NPZ_KEYS, feature_file_ok
+from emonet.manifest import read_manifest
+from emonet.testing import write_afew_va_tree
+
+CLIPS = 2  # --limit for the runs below: 8 frames each, a few seconds on 2 cores
+
+
+def _run(script, argv):
+    return script.main(script.get_args_parser().parse_args([*argv, "--no_progress", "--num_workers", "1"]))
+
+
+@pytest.fixture(scope="module")
+def hsv_run(afew_tree, released_checkpoint, tmp_path_factory):
+    """One uninterrupted HSV extraction (batch size 1) of the first CLIPS clips, in its own folder."""
+    cwd = tmp_path_factory.mktemp("hsv_run")
+    old = os.getcwd()
+    os.chdir(cwd)
+    try:
+        code = _run(extract_features_hsv_crop, ["--dataset_root", str(afew_tree), "--pretrained_path",
+                                                str(released_checkpoint), "--limit", str(CLIPS), "--batch_size", "1"])
+    finally:
+        os.chdir(old)
+    assert code == 0
+    return cwd
+
+
+def test_hsv_run_writes_manifest_and_files(hsv_run, afew_tree):
+    manifest = read_manifest(hsv_run / "features_hsv_manifest.json")
+    frames, _ = read_afew_va(afew_tree, limit=CLIPS)
+    assert manifest.settings["color_space"] == "hsv" and manifest.settings["crop"] == "landmarks"
+    assert manifest.settings["image_size"] == 256 and len(manifest.settings["pretrained_sha256"]) == 64
+    assert [(s["clip"], s["frame"]) for s in manifest.samples] == [(f.clip, f.frame) for f in frames]
+    sample = manifest.samples[0]
+    assert sample["path"] == f"features_hsv/{sample['clip']}/{sample['frame']}.npz"
+    assert sample["actor"] == frames[0].actor and sample["valence"] == frames[0].valence
+    with np.load(manifest.resolve(sample)) as data:
+        assert set(data.files) == set(NPZ_KEYS)
+        assert data["features"].shape == (256,) and data["features"].dtype == np.float32
+        assert data["emonet_expression"].shape == (8,)
+        assert float(data["valence"]) == frames[0].valence and float(data["arousal"]) == frames[0].arousal
+    errors = json.loads((hsv_run / "features_hsv" / "extraction_errors.json").read_text())
+    assert errors == {"count": 0, "errors": []}
+
+
+def test_features_equal_model_on_the_frames_crop(hsv_run, afew_tree, released_checkpoint):
+    frames, _ = read_afew_va(afew_tree, limit=CLIPS)
+    model, _ = load_emonet(released_checkpoint)
+    frame = frames[-1]
+    image = FrameDataset([frame], "hsv", "landmarks")[0]["image"]
+    with torch.inference_mode():
+        out = model(image[None])
+    with np.load(hsv_run / "features_hsv" / frame.clip / f"{frame.frame}.npz") as data:
+        assert np.allclose(data["features"], out["features"][0].numpy(), rtol=1e-5, atol=1e-3)
+        assert np.allclose(data["emonet_valence"], out["valence"].numpy(), rtol=1e-5, atol=1e-4)
+        assert np.allclose(data["emonet_expression"], out["expression"][0].numpy(), rtol=1e-5, atol=1e-3)
+
+
+def test_rgb_script_defaults_and_different_features(hsv_run, afew_tree, released_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AFEW_VA_ROOT", str(afew_tree))  # the default of --dataset_root
+    assert _run(extract_features_all, ["--pretrained_path", str(released_checkpoint), "--limit", "1"]) == 0
+    manifest = read_manifest(tmp_path / "features_manifest.json")
+    assert manifest.settings["color_space"] == "rgb" and len(manifest.samples) == 4
+    sample = manifest.samples[0]
+    assert sample["path"].startswith("features/")
+    rgb = np.load(manifest.resolve(sample))["features"]
+    hsv = np.load(hsv_run / sample["path"].replace("features/", "features_hsv/"))["features"]
+    assert not np.allclose(rgb, hsv)
+
+
+def test_missing_dataset_root_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.delenv("AFEW_VA_ROOT", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Exception, match="no dataset root: pass --dataset_root or set AFEW_VA_ROOT"):
+        _run(extract_features_hsv_crop, [])
+
+
+def test_changed_settings_are_refused(hsv_run, afew_tree, released_checkpoint, monkeypatch, tmp_path):
+    monkeypatch.chdir(hsv_run)
+    base = ["--dataset_root", str(afew_tree), "--limit", "1"]
+    with pytest.raises(DatasetError, match=r"color_space: 'hsv' -> 'rgb'.*refusing to mix"):
+        _run(extract_features_hsv_crop, [*base, "--pretrained_path", str(released_checkpoint), "--color_space", "rgb"])
+    with pytest.raises(DatasetError, match=r"crop: 'landmarks' -> 'resize'"):
+        _run(extract_features_hsv_crop, [*base, "--pretrained_path", str(released_checkpoint), "--crop", "resize"])
+    other = tmp_path / "emonet_8.pth"
+    state = torch.load(released_checkpoint, weights_only=True)
+    state["module.emo_fc_2.3.bias"] = state["module.emo_fc_2.3.bias"] + 1
+    torch.save(state, other)
+    with pytest.raises(DatasetError, match="pretrained_sha256"):
+        _run(extract_features_hsv_crop, [*base, "--pretrained_path", str(other)])
+
+
+def test_failures_are_recorded_and_good_frames_extracted(released_checkpoint, tmp_path, monkeypatch):
+    rng = np.random.default_rng(5)
+    labels = {f"{i:03d}": {"valence": rng.integers(-5, 5, 2).tolist(), "arousal": rng.integers(-5, 5, 2).tolist()}
+              for i in range(1, 5)}
+    root = write_afew_va_tree(tmp_path / "AFEW-VA", labels, frames_per_clip=2)
+    (root / "001" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # corrupt PNG
+    (root / "002" / "00000.png").unlink()  # missing image
+    meta = json.loads((root / "003" / "003.json").read_text())
+    meta["frames"]["00001"]["arousal"] = 42  # bad label
+    (root / "003" / "003.json").write_text(json.dumps(meta))
+    (root / "004" / "004.json").unlink()  # missing JSON
+    monkeypatch.chdir(tmp_path)
+    argv = ["--dataset_root", str(root), "--pretrained_path", str(released_checkpoint), "--batch_size", "2"]
+    assert _run(extract_features_hsv_crop, argv) == 0
+    errors = json.loads((tmp_path / "features_hsv" / "extraction_errors.json").read_text())["errors"]
+    kinds = sorted((e["kind"], Path(e["path"]).parent.name if e["kind"] != "missing_json" else Path(e["path"]).name)
+                   for e in errors)
+    assert kinds == [("bad_label", "003"), ("missing_image", "002"), ("missing_json", "004"), ("unreadable_image", "001")]
+    manifest = read_manifest(tmp_path / "features_hsv_manifest.json")
+    assert sorted((s["clip"], s["frame"]) for s in manifest.samples) == [("001", "00000"), ("002", "00001"), ("003", "00000")]
+    assert not (tmp_path / "features_hsv" / "001" / "00001.npz").exists()
+    # A rerun skips the three good frames, records the failures again, and --strict turns them into exit 1.
+    assert _run(extract_features_hsv_crop, [*argv, "--strict"]) == 1
+
+
+def test_kill_and_resume_gives_the_uninterrupted_result(hsv_run, afew_tree, released_checkpoint, tmp_path):
+    cmd = [sys.executable, str(ROOT / "extract_features_hsv_crop.py"), "--dataset_root", str(afew_tree),
+           "--pretrained_path", str(released_checkpoint), "--limit", str(CLIPS), "--batch_size", "1",
+           "--num_workers", "1", "--no_progress"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = tmp_path / "features_hsv"
+    process = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("*/*.npz"))) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    written = list(out.glob("*/*.npz"))
+    total = len(read_manifest(hsv_run / "features_hsv_manifest.json").samples)
+    assert 3 <= len(written) < total, "the kill must land in the middle of the run"
+    assert all(feature_file_ok(p) for p in written)  # nothing half-written under a final name
+    assert not (tmp_path / "features_hsv_manifest.json").exists()
+
+    result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"extracted {total - len(written)}, skipped {len(written)}" in result.stdout
+    assert not list(out.glob("*/.*.tmp"))
+    resumed = read_manifest(tmp_path / "features_hsv_manifest.json")
+    reference = read_manifest(hsv_run / "features_hsv_manifest.json")
+    assert resumed.samples == reference.samples
+    for sample in reference.samples:
+        a, b = np.load(resumed.resolve(sample)), np.load(reference.resolve(sample))
+        for key in NPZ_KEYS:
+            assert np.array_equal(a[key], b[key]), (sample["path"], key)
