@@ -33,9 +33,10 @@ class Frame:
     arousal: float
     landmarks: np.ndarray  # 68 x 2, pixel coordinates (may lie outside the frame)
 
-    @property
-    def index(self) -> int:
-        return int(self.frame)
+    def sample(self) -> dict:
+        """The frame as a manifest/split sample (see `manifest.py`, `splits.py`)."""
+        return {"clip": self.clip, "frame": self.frame, "actor": self.actor, "valence": self.valence,
+                "arousal": self.arousal}
 
 
 @dataclass(frozen=True)

@@ -76,3 +76,30 @@ def add_extraction_arguments(parser, color_space: str, output_dir: str, manifest
     parser.add_argument("--limit", type=int, default=None, help="only the first N clips, for a quick try (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="re-extract frames already done (default: skip them)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any frame or clip failed (default: exit 0)")
+
+
+def add_training_arguments(parser, batch_size: int, epochs: int, learning_rate: float, output_dir: str) -> None:
+    """Optimisation, split and checkpointing flags shared by both training scripts."""
+    from .losses import LOSS_NAMES
+    from .splits import SPLIT_MODES
+    from .training import OPTIMIZERS
+
+    parser.add_argument("--batch_size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
+    parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
+    parser.add_argument("--learning_rate", type=float, default=learning_rate, help=f"learning rate (default: {learning_rate:g})")
+    parser.add_argument("--weight_decay", type=float, default=0.0, help="weight decay (default: 0)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="optimizer (default: adam)")
+    parser.add_argument("--loss_function", choices=LOSS_NAMES, default="ccc",
+                        help="ccc: 1 - CCC over the batch, averaged over valence and arousal (default: ccc)")
+    parser.add_argument("--split", choices=SPLIT_MODES, default="clip",
+                        help="unit kept whole on one side: clip, actor, or frame (leaks: neighbouring frames "
+                             "of a clip end up on both sides; only to reproduce the seed) (default: clip)")
+    parser.add_argument("--val_split", type=float, default=0.2, help="fraction of clips/actors/frames held out (default: 0.2)")
+    parser.add_argument("--folds", type=int, default=None, help="K for group K-fold over clips or actors (default: holdout)")
+    parser.add_argument("--fold", type=int, default=None, help="which fold (0..K-1) is held out, with --folds")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling (default: 0)")
+    parser.add_argument("--save_freq", type=int, default=10, help="write checkpoint_epoch_N.pth every N epochs (default: 10)")
+    parser.add_argument("--resume", default=None, help="continue from this checkpoint (e.g. OUTPUT_DIR/last.pth)")
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
+    parser.add_argument("--output_dir", default=output_dir, help=f"where checkpoints, logs and plots go (default: {output_dir})")
+    parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")

@@ -190,10 +190,7 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult:
         "torch_version": torch.__version__,
     }
     samples = [
-        {
-            "path": Path(os.path.relpath(feature_path(output_dir, f).resolve(), manifest_dir)).as_posix(),
-            "clip": f.clip, "frame": f.frame, "actor": f.actor, "valence": f.valence, "arousal": f.arousal,
-        }
+        {"path": Path(os.path.relpath(feature_path(output_dir, f).resolve(), manifest_dir)).as_posix(), **f.sample()}
         for f in done
     ]
     errors_path = output_dir / ERRORS_FILE

@@ -132,3 +132,38 @@ def _paste(frame: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
     fx1, fy1 = min(x + w, frame.shape[1]), min(y + h, frame.shape[0])
     if fx1 > fx0 and fy1 > fy0:
         frame[fy0:fy1, fx0:fx1] = patch[fy0 - y : fy1 - y, fx0 - x : fx1 - x]
+
+
+def write_feature_set(folder: Path, labels: dict, manifest_name: str = "features_hsv_manifest.json",
+                      feature_dir: str = "features_hsv", seed_format: bool = False, actors_per_clip: int = 7) -> Path:
+    """Feature files and a manifest as extraction writes them, for every frame of `labels` (real clip structure).
+
+    Features carry the labels linearly plus a per-clip offset and noise, so a head can learn something and
+    a leaking split can memorise clips. The actor of clip c is `actor_{c // actors_per_clip}`. With
+    `seed_format`, the manifest is the seed's older `{path: {"valence", "arousal"}}` mapping.
+    """
+    from .constants import FEATURE_DIM, LABEL_SCALE
+    from .manifest import write_manifest
+
+    rng = np.random.default_rng(0)
+    mixing = rng.standard_normal((2, FEATURE_DIM)).astype(np.float32)
+    samples = []
+    for clip, clip_labels in sorted(labels.items()):
+        offset = rng.standard_normal(FEATURE_DIM).astype(np.float32)
+        clip_dir = folder / feature_dir / clip
+        clip_dir.mkdir(parents=True, exist_ok=True)
+        for i, (v, a) in enumerate(zip(clip_labels["valence"], clip_labels["arousal"])):
+            va = np.array([v, a], dtype=np.float32) / LABEL_SCALE
+            features = va @ mixing + offset + 0.5 * rng.standard_normal(FEATURE_DIM).astype(np.float32)
+            name = f"{i:05d}"
+            np.savez(clip_dir / f"{name}.npz", features=features, valence=np.float32(v), arousal=np.float32(a),
+                     emonet_valence=np.float32(va[0] * 0.5 + 0.1), emonet_arousal=np.float32(va[1] * 0.5),
+                     emonet_expression=np.zeros(8, np.float32))
+            samples.append({"path": f"{feature_dir}/{clip}/{name}.npz", "clip": clip, "frame": name,
+                            "actor": f"actor_{int(clip) // actors_per_clip}", "valence": float(v), "arousal": float(a)})
+    manifest = folder / manifest_name
+    if seed_format:
+        manifest.write_text(json.dumps({s["path"]: {"valence": s["valence"], "arousal": s["arousal"]} for s in samples}))
+    else:
+        write_manifest(manifest, {"color_space": "hsv", "crop": "landmarks", "image_size": 256}, samples)
+    return manifest

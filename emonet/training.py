@@ -1,0 +1,167 @@
+"""The epoch loop shared by both training scripts: checkpoints, best model, logs, curves, resume.
+
+A checkpoint (`best_model.pth`, `last.pth`, `checkpoint_epoch_N.pth`, written atomically) is a dict of
+plain tensors and containers, loadable with `weights_only=True`:
+`format`, `model_type` ("feature_head" or "emonet"), `model_args`, `model` (state dict), `optimizer`,
+`epoch`, `best_metric` (mean validation CCC), `best_epoch`, `history`, `args` (vars of the command line),
+`split` (see `splits.make_split`) and `settings` (colour space, crop, ... of the input), so evaluation
+needs no flag repeated.
+
+Reproducibility: the torch RNG is reseeded from (seed, epoch) at the start of every epoch and batches
+are drawn from (seed, epoch) generators, so an interrupted run resumed from `last.pth` ends with the same
+weights as an uninterrupted one.
+"""
+import logging
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import read_checkpoint
+from .errors import CheckpointError
+from .io import save_figure, save_torch, write_json, write_text
+from .losses import ccc_per_dim
+
+logger = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "emonet-pipeline-checkpoint/1"
+OPTIMIZERS = ("adam", "sgd")
+SGD_MOMENTUM = 0.9
+
+
+def make_optimizer(name: str, params, lr: float, weight_decay: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay)
+    raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """Shuffling of one epoch depends on (seed, epoch) only, not on how the run got there."""
+    return torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+
+
+def va_ccc(pred: np.ndarray, target: np.ndarray) -> tuple[float, float]:
+    """Validation CCC of valence and arousal (N x 2 arrays)."""
+    values = ccc_per_dim(torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(target, dtype=torch.float64))
+    return float(values[0]), float(values[1])
+
+
+def load_training_checkpoint(path: str | os.PathLike, model_type: str | None) -> dict:
+    """A project checkpoint of `model_type` (None: any), for --resume or evaluation; clear errors otherwise."""
+    ckpt = read_checkpoint(path)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a checkpoint of this project's training scripts "
+                              f"(no format {CHECKPOINT_FORMAT!r})")
+    if model_type is not None and ckpt.get("model_type") != model_type:
+        raise CheckpointError(f"{path}: holds a {ckpt.get('model_type')!r} model, expected {model_type!r}")
+    return ckpt
+
+
+@dataclass
+class TrainingRun:
+    """What `fit` needs besides the two callbacks."""
+
+    output_dir: Path
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    epochs: int
+    seed: int
+    save_freq: int
+    meta: dict  # model_type, model_args, args, split, settings: copied into every checkpoint
+    history: list = field(default_factory=list)
+    start_epoch: int = 1
+    best_metric: float = -math.inf
+    best_epoch: int = 0
+
+    def resume_from(self, ckpt: dict) -> None:
+        self.model.load_state_dict(ckpt["model"])
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.start_epoch = int(ckpt["epoch"]) + 1
+        self.best_metric, self.best_epoch = float(ckpt["best_metric"]), int(ckpt["best_epoch"])
+        self.history = list(ckpt["history"])
+        logger.info("resuming after epoch %d (best mean CCC %.4f at epoch %d)", ckpt["epoch"], self.best_metric,
+                    self.best_epoch)
+
+    def checkpoint(self, epoch: int) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT, **self.meta, "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "epoch": epoch, "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch, "history": self.history,
+        }
+
+
+def fit(run: TrainingRun, train_epoch: Callable[[int], float], validate: Callable[[], dict]) -> dict:
+    """Train epochs `run.start_epoch..run.epochs`.
+
+    `train_epoch(epoch)` trains one epoch and returns the mean training loss; `validate()` returns
+    `{"loss", "valence_CCC", "arousal_CCC"}` on the validation side. Returns the last history row.
+    """
+    out = run.output_dir
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "args.json", run.meta["args"])
+    write_json(out / "split.json", run.meta["split"])
+    for epoch in range(run.start_epoch, run.epochs + 1):
+        torch.manual_seed(run.seed * 1_000_003 + epoch)
+        train_loss = train_epoch(epoch)
+        val = validate()
+        mean_ccc = (val["valence_CCC"] + val["arousal_CCC"]) / 2
+        if not math.isfinite(train_loss):
+            raise FloatingPointError(f"epoch {epoch}: training loss is {train_loss}; lower --learning_rate")
+        row = {"epoch": epoch, "train_loss": float(train_loss), "val_loss": float(val["loss"]),
+               "val_valence_CCC": float(val["valence_CCC"]), "val_arousal_CCC": float(val["arousal_CCC"]),
+               "val_mean_CCC": float(mean_ccc)}
+        run.history.append(row)
+        improved = mean_ccc > run.best_metric
+        if improved:
+            run.best_metric, run.best_epoch = float(mean_ccc), epoch
+        ckpt = run.checkpoint(epoch)
+        save_torch(ckpt, out / "last.pth")
+        if improved:
+            save_torch(ckpt, out / "best_model.pth")
+        if run.save_freq and epoch % run.save_freq == 0:
+            save_torch(ckpt, out / f"checkpoint_epoch_{epoch}.pth")
+            plot_curves(run.history, out / "training_curves.png")
+        write_text(out / "training_log.txt", format_log(run.history, run.best_epoch))
+        logger.info("epoch %d/%d  train %.4f  val %.4f  CCC v %.4f a %.4f%s", epoch, run.epochs, train_loss,
+                    val["loss"], val["valence_CCC"], val["arousal_CCC"], "  (best)" if improved else "")
+    if run.history:
+        plot_curves(run.history, out / "training_curves.png")
+    return run.history[-1] if run.history else {}
+
+
+def format_log(history: list[dict], best_epoch: int) -> str:
+    lines = ["epoch  train_loss  val_loss  val_valence_CCC  val_arousal_CCC  val_mean_CCC"]
+    for r in history:
+        lines.append(f"{r['epoch']:>5}  {r['train_loss']:>10.5f}  {r['val_loss']:>8.5f}  {r['val_valence_CCC']:>15.4f}  "
+                     f"{r['val_arousal_CCC']:>15.4f}  {r['val_mean_CCC']:>12.4f}{'  *' if r['epoch'] == best_epoch else ''}")
+    lines.append(f"best epoch (mean validation CCC): {best_epoch}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (ax_loss, ax_ccc) = plt.subplots(1, 2, figsize=(11, 4))
+    ax_loss.plot(epochs, [r["train_loss"] for r in history], label="train")
+    ax_loss.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax_loss.legend()
+    for key, label in (("val_valence_CCC", "valence"), ("val_arousal_CCC", "arousal"), ("val_mean_CCC", "mean")):
+        ax_ccc.plot(epochs, [r[key] for r in history], label=label)
+    ax_ccc.set(xlabel="epoch", ylabel="CCC", title="Validation CCC")
+    ax_ccc.legend()
+    for ax in (ax_loss, ax_ccc):
+        ax.grid(alpha=0.3)
+    save_figure(fig, path)
+    plt.close(fig)
