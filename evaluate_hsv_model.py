@@ -17,16 +17,15 @@ import sys
 import numpy as np
 import torch
 
+from emonet.checkpoint import load_emonet
 from emonet.cli import add_frame_arguments, add_runtime_arguments, dataset_root_or_env, run
 from emonet.constants import LABEL_SCALE
 from emonet.errors import EmoNetError
 from emonet.evaluation import SUBSETS, evaluation_results, leak_warning, summary_table, write_evaluation
 from emonet.features import FeatureHead, load_feature_set
 from emonet.finetune import load_frames_for, predict_frames
-from emonet.checkpoint import load_emonet, state_dict_from, load_emonet_state
 from emonet.device import amp_enabled, resolve_device
 from emonet.manifest import read_manifest
-from emonet.model import EmoNet
 from emonet.splits import split_indices
 from emonet.training import load_training_checkpoint
 
@@ -59,7 +58,7 @@ def _subset(samples: list[dict], split: dict | None, subset: str) -> tuple[np.nd
             raise EmoNetError(f"--subset {subset} needs a checkpoint with a split (--model_path); use --subset all")
         return np.arange(len(samples)), []
     train_idx, val_idx = split_indices(samples, split)
-    chosen = {"val": val_idx, "train": train_idx, "all": np.arange(len(samples))}[subset]
+    chosen = {"val": val_idx, "train": train_idx, "all": np.sort(np.concatenate([train_idx, val_idx]))}[subset]
     return chosen, [samples[i] for i in train_idx]
 
 
@@ -101,9 +100,7 @@ def evaluate_frames(args, ckpt: dict | None) -> tuple[list[dict], np.ndarray, li
     device = resolve_device(args.device)
     if ckpt:
         settings = ckpt["settings"]
-        model = EmoNet(**ckpt["model_args"])
-        load_emonet_state(model, state_dict_from(ckpt, args.model_path), args.model_path)
-        model.to(device).eval()
+        model, _ = load_emonet(args.model_path, device)
         dataset_root = args.dataset_root or settings["dataset_root"]
     else:
         model, _ = load_emonet(args.pretrained_path, device)

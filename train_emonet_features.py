@@ -17,7 +17,7 @@ import torch
 from emonet.cli import add_training_arguments, run
 from emonet.constants import LABEL_SCALE
 from emonet.device import resolve_device
-from emonet.features import FeatureHead, load_feature_set
+from emonet.features import FeatureHead, load_feature_set, train_head_epoch
 from emonet.losses import get_loss
 from emonet.manifest import read_manifest
 from emonet.splits import make_split, split_indices
@@ -58,20 +58,8 @@ def main(args):
     train_t, val_t = torch.from_numpy(train_idx).to(device), torch.from_numpy(val_idx).to(device)
 
     def train_epoch(epoch: int) -> float:
-        model.train()
         order = train_t[torch.randperm(len(train_t), generator=epoch_generator(args.seed, epoch)).to(device)]
-        total, seen = 0.0, 0
-        for start in range(0, len(order), args.batch_size):
-            idx = order[start : start + args.batch_size]
-            if len(idx) < 2:  # a CCC over one sample is undefined
-                continue
-            loss = loss_fn(model(x[idx]), y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            total += loss.item() * len(idx)
-            seen += len(idx)
-        return total / max(seen, 1)
+        return train_head_epoch(model, optimizer, loss_fn, x, y, order, args.batch_size)
 
     def validate() -> dict:
         model.eval()

@@ -53,12 +53,17 @@ def add_frame_arguments(parser, color_space: str = "hsv") -> None:
                              "(default: landmarks)")
 
 
-def add_runtime_arguments(parser, batch_size: int) -> None:
-    parser.add_argument("--batch_size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
+def add_loader_arguments(parser) -> None:
+    """Decoding in worker processes and mixed precision: every script that runs EmoNet on frames."""
     parser.add_argument("--num_workers", type=int, default=default_workers(),
                         help=f"DataLoader worker processes (default: {default_workers()}, min(4, CPUs))")
-    parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
     parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (default: off)")
+
+
+def add_runtime_arguments(parser, batch_size: int) -> None:
+    parser.add_argument("--batch_size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
+    add_loader_arguments(parser)
+    parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
 
 

@@ -6,7 +6,7 @@ never the disk (the seed read one `.npz` per sample per step).
 import logging
 import os
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,8 +21,11 @@ from .manifest import Manifest
 logger = logging.getLogger(__name__)
 
 HEAD_HIDDEN = (128, 64)
-# Reading .npz files is mostly zip parsing and file I/O, which release the GIL often enough for threads.
-LOAD_THREADS = 8
+# Parsing an .npz is Python work (zip directory, array headers) that holds the GIL: threads make it slower
+# (27 s instead of 15 s for 30,051 files on 2 cores), processes scale (8.7 s with 2). Below this many
+# files, starting processes costs more than it saves.
+PARALLEL_LOAD_MIN_FILES = 4000
+LOAD_CHUNK = 256
 
 
 @dataclass
@@ -54,14 +57,19 @@ def load_feature_set(manifest: Manifest, data_root: str | os.PathLike | None = N
     features = np.empty((len(paths), FEATURE_DIM), dtype=np.float32)
     emonet = np.empty((len(paths), 2), dtype=np.float32)
     has_emonet = True
-    with ThreadPoolExecutor(LOAD_THREADS) as pool:
-        results = pool.map(_read_one, paths, chunksize=64)
+    workers = os.cpu_count() or 1
+    pool = ProcessPoolExecutor(workers) if workers > 1 and len(paths) >= PARALLEL_LOAD_MIN_FILES else None
+    try:
+        results = pool.map(_read_one, paths, chunksize=LOAD_CHUNK) if pool else map(_read_one, paths)
         for i, (f, e) in enumerate(tqdm(results, total=len(paths), unit="file", desc="loading features", disable=not progress)):
             features[i] = f
             if e is None:
                 has_emonet = False
             else:
                 emonet[i] = e
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     labels = np.array([[s["valence"], s["arousal"]] for s in manifest.samples], dtype=np.float32)
     logger.info("loaded %d feature vectors from %s", len(paths), manifest.path)
     return FeatureSet(manifest.samples, features, labels, emonet if has_emonet else None)
@@ -91,3 +99,22 @@ class FeatureHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.feature_mean) / self.feature_std)
+
+
+def train_head_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, loss_fn, x: torch.Tensor, y: torch.Tensor,
+                     order: torch.Tensor, batch_size: int) -> float:
+    """One epoch over the rows `order` of the in-memory features `x` and targets `y`; returns the mean loss."""
+    model.train()
+    xs, ys = x[order], y[order]  # one gather per epoch, then contiguous slices
+    total, seen = 0.0, 0
+    for start in range(0, len(order), batch_size):
+        xb, yb = xs[start : start + batch_size], ys[start : start + batch_size]
+        if len(xb) < 2:  # a CCC over one sample is undefined
+            continue
+        loss = loss_fn(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.item() * len(xb)
+        seen += len(xb)
+    return total / max(seen, 1)

@@ -8,10 +8,14 @@ measured and reported by `leakage_check`.
 
 A sample is a dict with at least `clip`, `frame` and (for actor splits) `actor`.
 """
+import logging
+
 import numpy as np
 
 from .errors import DatasetError
 from .metrics import ccc, pcc
+
+logger = logging.getLogger(__name__)
 
 SPLIT_MODES = ("clip", "actor", "frame")
 
@@ -66,13 +70,20 @@ def make_split(samples: list[dict], mode: str = "clip", val_split: float = 0.2, 
 
 
 def split_indices(samples: list[dict], split: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of `samples` on the train and val sides of a split made by `make_split`."""
+    """Indices of `samples` on the train and val sides of a split made by `make_split`.
+
+    Samples whose unit is on neither side (clips left out by --limit when the split was made, say) belong
+    to no side: they are left out, with a warning. A split that matches no sample at all is an error.
+    """
     train, val = set(split["train"]), set(split["val"])
     keys = [sample_key(s, split["mode"]) for s in samples]
     unknown = sorted({k for k in keys if k not in train and k not in val})
     if unknown:
-        raise DatasetError(f"{len(unknown)} {split['mode']}(s) of the data are in neither side of the stored split "
-                           f"(e.g. {unknown[0]}): the data differ from those the model was trained on")
+        logger.warning("%d %s(s) of the data are not in the stored split (e.g. %s); they are left out",
+                       len(unknown), split["mode"], unknown[0])
+    if len(unknown) == len(set(keys)):
+        raise DatasetError(f"none of the data's {split['mode']}s is in the stored split: "
+                           "the data differ from those the model was trained on")
     return (np.array([i for i, k in enumerate(keys) if k in train], dtype=np.int64),
             np.array([i for i, k in enumerate(keys) if k in val], dtype=np.int64))
 

@@ -1,0 +1,122 @@
+"""Stage 4: fine-tuning EmoNet on the fixture's frames, frozen and not, and its evaluation."""
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+import evaluate_hsv_model
+import train_emonet_hsv
+from emonet.afew_va import read_afew_va
+from emonet.crop import flip_landmarks
+from emonet.data import Augment, FrameDataset
+from emonet.model import EMOTION_MODULES
+from emonet.testing import deterministic_state_dict
+
+CLIPS = "3"  # 12 frames: 2 clips train, 1 clip validates
+
+
+def _train(tree, ckpt, out, *extra):
+    argv = ["--dataset_root", str(tree), "--pretrained_path", str(ckpt), "--limit", CLIPS, "--batch_size", "4",
+            "--epochs", "1", "--learning_rate", "1e-3", "--val_split", "0.34", "--num_workers", "0",
+            "--output_dir", str(out), "--no_progress", "--device", "cpu", *extra]
+    train_emonet_hsv.main(train_emonet_hsv.get_args_parser().parse_args(argv))
+    return torch.load(out / "last.pth", weights_only=True)
+
+
+def _evaluate(out, *extra):
+    argv = ["--output_dir", str(out), "--no_progress", "--device", "cpu", "--num_workers", "0", "--batch_size", "4", *extra]
+    evaluate_hsv_model.main(evaluate_hsv_model.get_args_parser().parse_args(argv))
+    with open(out / "predictions.csv") as f:
+        return json.loads((out / "evaluation_results.json").read_text()), list(csv.DictReader(f))
+
+
+def _is_backbone(name: str) -> bool:
+    return name.split(".")[0] not in EMOTION_MODULES
+
+
+@pytest.fixture(scope="module")
+def frozen_run(afew_tree, released_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("frozen") / "hsv_full_training"
+    return out, _train(afew_tree, released_checkpoint, out, "--freeze_backbone", "--epochs", "2", "--colour_jitter", "0.2")
+
+
+def test_frozen_backbone_is_bit_identical_and_emotion_branch_trains(frozen_run):
+    _, ckpt = frozen_run
+    loaded = deterministic_state_dict(8)
+    backbone = [k for k in loaded if _is_backbone(k)]
+    assert len(backbone) > 500
+    for name in backbone:
+        if name.endswith("num_batches_tracked"):
+            assert ckpt["model"][name] == 0, name  # BatchNorm never ran in training mode
+        else:
+            assert torch.equal(ckpt["model"][name], loaded[name]), name
+    changed = [k for k in loaded if not _is_backbone(k) and not torch.equal(ckpt["model"][k], loaded[k])]
+    assert "emo_fc_2.3.weight" in changed and "emo_net_2.0.conv1.weight" in changed
+    assert "emo_net_2.0.bn1.running_mean" in changed  # the emotion branch's BatchNorm does train
+    assert ckpt["settings"]["freeze_backbone"] and ckpt["settings"]["color_space"] == "hsv"
+
+
+def test_unfrozen_backbone_changes(afew_tree, released_checkpoint, tmp_path):
+    ckpt = _train(afew_tree, released_checkpoint, tmp_path / "run", "--no-augment")
+    loaded = deterministic_state_dict(8)
+    for name in ("conv1.weight", "m0.b1_4.conv1.weight", "bn1.running_mean", "l1.bias"):
+        assert not torch.equal(ckpt["model"][name], loaded[name]), name
+
+
+def test_evaluation_reuses_the_split_and_flip_tta_changes_predictions(frozen_run, tmp_path):
+    out, ckpt = frozen_run
+    results, rows = _evaluate(tmp_path / "plain", "--model_path", str(out / "best_model.pth"), "--model_type", "full")
+    assert {r["clip"] for r in rows} == set(ckpt["split"]["val"]) == set(json.loads((out / "split.json").read_text())["val"])
+    assert results["leakage_check"]["leak_free"] and results["color_space"] == "hsv" and results["crop"] == "landmarks"
+    tta, tta_rows = _evaluate(tmp_path / "tta", "--model_path", str(out / "best_model.pth"), "--model_type", "full", "--flip_tta")
+    assert tta["flip_tta"] and len(tta_rows) == len(rows)
+    plain_pred = np.array([[float(r["valence_pred"]), float(r["arousal_pred"])] for r in rows])
+    tta_pred = np.array([[float(r["valence_pred"]), float(r["arousal_pred"])] for r in tta_rows])
+    assert not np.allclose(plain_pred, tta_pred)
+
+
+def test_flip_mirrors_frame_and_landmarks(afew_tree):
+    frames, _ = read_afew_va(afew_tree, limit=1)
+    plain = FrameDataset(frames, "rgb", "landmarks")[0]["image"]
+    mirrored = FrameDataset(frames, "rgb", "landmarks", flip=True)[0]["image"]
+    # Flipping the frame and mirroring its landmarks (with the 68-point order) gives the mirrored crop, up to
+    # OpenCV's 1/32-pixel quantisation of bilinear weights (f and 1 - f round differently).
+    assert (mirrored - plain.flip(-1)).abs().max() <= 2 / 255 + 1e-6
+    assert (mirrored - plain).abs().mean() > 10 * (mirrored - plain.flip(-1)).abs().mean()
+    lm = frames[0].landmarks
+    flipped = flip_landmarks(lm, 720)
+    assert flipped[36, 0] < flipped[45, 0] and lm[36, 0] < lm[45, 0]  # eye corners keep their side
+
+
+def test_augmentation_is_reproducible_and_varies(afew_tree):
+    frames, _ = read_afew_va(afew_tree, limit=1)
+    ds = FrameDataset(frames, "hsv", "landmarks", augment=Augment(colour_jitter=0.2), seed=1)
+    a, b = ds[0]["image"], ds[0]["image"]
+    ds.epoch = 1
+    assert torch.equal(a, b) and not torch.equal(a, ds[0]["image"])
+
+
+def test_resume_continues_to_the_same_weights(frozen_run, afew_tree, released_checkpoint, tmp_path):
+    _, uninterrupted = frozen_run
+    part = tmp_path / "part"
+    _train(afew_tree, released_checkpoint, part, "--freeze_backbone", "--colour_jitter", "0.2")
+    resumed = _train(afew_tree, released_checkpoint, part, "--freeze_backbone", "--colour_jitter", "0.2",
+                     "--epochs", "2", "--resume", str(part / "last.pth"))
+    assert resumed["epoch"] == 2 and len(resumed["history"]) == 2
+    for name, tensor in uninterrupted["model"].items():
+        assert torch.equal(tensor, resumed["model"][name]), name
+    with pytest.raises(Exception, match="trained with color_space 'hsv'"):
+        _train(afew_tree, released_checkpoint, part, "--freeze_backbone", "--color_space", "rgb",
+               "--resume", str(part / "last.pth"))
+
+
+def test_pretrained_zero_shot_on_frames(afew_tree, released_checkpoint, tmp_path):
+    one_clip = tmp_path / "AFEW-VA"
+    shutil.copytree(afew_tree / "001", one_clip / "001")
+    results, rows = _evaluate(tmp_path, "--model_type", "pretrained", "--pretrained_path", str(released_checkpoint),
+                              "--dataset_root", str(one_clip), "--subset", "all", "--color_space", "rgb")
+    assert results["num_samples"] == len(rows) == 4 and results["leakage_check"]["leak_free"]
+    assert results["color_space"] == "rgb" and results["model_type"] == "pretrained"
