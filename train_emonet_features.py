@@ -74,13 +74,9 @@ def main(args):
         "settings": {**manifest.settings, "manifest_file": str(manifest.path.resolve()), "data_root": str(data_root.resolve())},
     }
     training = TrainingRun(Path(args.output_dir), model, optimizer, args.epochs, args.seed, args.save_freq, meta)
-    if resumed:
-        training.resume_from(resumed)
     print(f"{len(train_idx)} training and {len(val_idx)} validation frames, split by {split['mode']} "
           f"({len(split['train'])} / {len(split['val'])} {split['mode']}s)")
-    fit(training, train_epoch, validate)
-    print(f"best mean validation CCC {training.best_metric:.4f} at epoch {training.best_epoch}; "
-          f"checkpoints in {args.output_dir}")
+    fit(training, train_epoch, validate, resumed)
 
 
 if __name__ == "__main__":

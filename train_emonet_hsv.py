@@ -107,14 +107,10 @@ def main(args):
     meta = {"model_type": MODEL_TYPE, "model_args": {"n_expression": model.n_expression}, "args": vars(args),
             "split": split, "settings": settings}
     training = TrainingRun(Path(args.output_dir), model, optimizer, args.epochs, args.seed, args.save_freq, meta)
-    if resumed:
-        training.resume_from(resumed)
     print(f"{len(train_idx)} training and {len(val_idx)} validation frames, split by {split['mode']} "
           f"({len(split['train'])} / {len(split['val'])} {split['mode']}s); "
           f"{'emotion branch only' if args.freeze_backbone else 'whole network'} trains")
-    fit(training, one_epoch, validate)
-    print(f"best mean validation CCC {training.best_metric:.4f} at epoch {training.best_epoch}; "
-          f"checkpoints in {args.output_dir}")
+    fit(training, one_epoch, validate, resumed)
 
 
 if __name__ == "__main__":

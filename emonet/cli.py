@@ -11,6 +11,9 @@ from .constants import AFEW_VA_ROOT_ENV, DEFAULT_PRETRAINED_PATH
 from .crop import CROP_MODES
 from .device import DEVICE_CHOICES
 from .errors import EmoNetError
+from .losses import LOSS_NAMES
+from .splits import SPLIT_MODES
+from .training import OPTIMIZERS
 
 logger = logging.getLogger("emonet")
 
@@ -85,10 +88,6 @@ def add_extraction_arguments(parser, color_space: str, output_dir: str, manifest
 
 def add_training_arguments(parser, batch_size: int, epochs: int, learning_rate: float, output_dir: str) -> None:
     """Optimisation, split and checkpointing flags shared by both training scripts."""
-    from .losses import LOSS_NAMES
-    from .splits import SPLIT_MODES
-    from .training import OPTIMIZERS
-
     parser.add_argument("--batch_size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
     parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
     parser.add_argument("--learning_rate", type=float, default=learning_rate, help=f"learning rate (default: {learning_rate:g})")

@@ -44,7 +44,7 @@ def predictions_csv(samples: list[dict], pred: np.ndarray) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(CSV_COLUMNS)
-    for s, (v, a) in zip(samples, pred):
+    for s, (v, a) in zip(samples, pred, strict=True):
         writer.writerow([s["clip"], s["frame"], repr(float(s["valence"])), repr(float(s["arousal"])), repr(float(v)), repr(float(a))])
     return buffer.getvalue()
 
@@ -103,7 +103,7 @@ def _plot_scatter(truth: np.ndarray, pred: np.ndarray, results: dict, path: Path
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 5.2))
     lo, hi = LABEL_MIN - 0.5, LABEL_MAX + 0.5
-    for i, (ax, dim) in enumerate(zip(axes, DIMENSIONS)):
+    for i, (ax, dim) in enumerate(zip(axes, DIMENSIONS, strict=True)):
         m = results[f"{dim}_metrics"]
         # Labels are integers: jitter them slightly so that overlapping points stay visible.
         jitter = np.random.default_rng(i).uniform(-0.2, 0.2, len(truth))

@@ -152,7 +152,7 @@ def write_feature_set(folder: Path, labels: dict, manifest_name: str = "features
         offset = rng.standard_normal(FEATURE_DIM).astype(np.float32)
         clip_dir = folder / feature_dir / clip
         clip_dir.mkdir(parents=True, exist_ok=True)
-        for i, (v, a) in enumerate(zip(clip_labels["valence"], clip_labels["arousal"])):
+        for i, (v, a) in enumerate(zip(clip_labels["valence"], clip_labels["arousal"], strict=True)):
             va = np.array([v, a], dtype=np.float32) / LABEL_SCALE
             features = va @ mixing + offset + 0.5 * rng.standard_normal(FEATURE_DIM).astype(np.float32)
             name = f"{i:05d}"

@@ -98,12 +98,15 @@ class TrainingRun:
         }
 
 
-def fit(run: TrainingRun, train_epoch: Callable[[int], float], validate: Callable[[], dict]) -> dict:
-    """Train epochs `run.start_epoch..run.epochs`.
+def fit(run: TrainingRun, train_epoch: Callable[[int], float], validate: Callable[[], dict],
+        resumed: dict | None = None) -> dict:
+    """Train epochs `run.start_epoch..run.epochs`, after restoring `resumed` (a checkpoint) when given.
 
     `train_epoch(epoch)` trains one epoch and returns the mean training loss; `validate()` returns
     `{"loss", "valence_CCC", "arousal_CCC"}` on the validation side. Returns the last history row.
     """
+    if resumed is not None:
+        run.resume_from(resumed)
     out = run.output_dir
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "args.json", run.meta["args"])
@@ -134,6 +137,7 @@ def fit(run: TrainingRun, train_epoch: Callable[[int], float], validate: Callabl
                     val["loss"], val["valence_CCC"], val["arousal_CCC"], "  (best)" if improved else "")
     if run.history:
         plot_curves(run.history, out / "training_curves.png")
+    logger.info("best mean validation CCC %.4f at epoch %d; checkpoints in %s", run.best_metric, run.best_epoch, out)
     return run.history[-1] if run.history else {}
 
 

@@ -4,7 +4,6 @@ import subprocess
 import sys
 import zipfile
 
-import pytest
 import requests
 
 import download_afew_va

@@ -1,7 +1,6 @@
 """Stage 2: feature extraction on the fixture tree, its failure records, refusal to mix, and kill-and-resume."""
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys

@@ -28,8 +28,8 @@ def _labels() -> dict:
     out = {}
     for c in range(1, N_CLIPS + 1):
         n = int(rng.integers(10, 80))
-        walk = lambda: np.clip(np.round(np.cumsum(rng.normal(0, 0.3, n)) + rng.integers(-5, 6)), -10, 10)
-        out[f"{c:03d}"] = {"valence": walk().tolist(), "arousal": walk().tolist()}
+        walks = [np.clip(np.round(np.cumsum(rng.normal(0, 0.3, n)) + rng.integers(-5, 6)), -10, 10) for _ in range(2)]
+        out[f"{c:03d}"] = {"valence": walks[0].tolist(), "arousal": walks[1].tolist()}
     return out
 
 
