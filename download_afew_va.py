@@ -49,8 +49,9 @@ def main(args) -> int:
     print(f"  labelled frames           {summary['labelled_frames']:>6}")
     print(f"  actors                    {summary['actors']:>6}")
     for kind, count in summary.items():
-        if kind not in ("clips", "labelled_frames", "actors"):
+        if kind not in ("clips", "labelled_frames", "actors", "unreadable_image"):
             print(f"  {kind.replace('_', ' '):<25} {count:>6}")
+    print("  corrupt images            decoded and checked at extraction")
     for problem in problems[:SHOWN_PROBLEMS]:
         print(f"  ! {problem.path}: {problem.reason}")
     if len(problems) > SHOWN_PROBLEMS:

@@ -69,8 +69,11 @@ def _check_same_input(ckpt_settings: dict, data_settings: dict, what: str) -> No
                               f"{data_settings[key]!r}; evaluate it on matching input")
 
 
-def evaluate_features(args, ckpt: dict | None) -> tuple[list[dict], np.ndarray, list[dict], dict]:
-    """Feature head, or EmoNet's own outputs stored in the feature files (pretrained)."""
+def evaluate_features(args, ckpt: dict | None) -> tuple[list[dict], np.ndarray, list[dict], dict, list[dict]]:
+    """Feature head, or EmoNet's own outputs stored in the feature files (pretrained).
+
+    Returns (evaluated samples, predictions on the raw scale, training samples, input settings, excluded frames).
+    """
     manifest_file = args.manifest_file or (ckpt or {}).get("settings", {}).get("manifest_file")
     if not manifest_file:
         raise EmoNetError("--manifest_file is needed (no checkpoint names one)")
@@ -92,11 +95,12 @@ def evaluate_features(args, ckpt: dict | None) -> tuple[list[dict], np.ndarray, 
             x = torch.from_numpy(data.features[chosen])
             pred = torch.cat([head(x[i : i + args.batch_size].to(device)).cpu() for i in range(0, len(x), args.batch_size)])
         pred = pred.numpy() * LABEL_SCALE
-    return [data.samples[i] for i in chosen], pred, train, manifest.settings
+    return [data.samples[i] for i in chosen], pred, train, manifest.settings, []
 
 
-def evaluate_frames(args, ckpt: dict | None) -> tuple[list[dict], np.ndarray, list[dict], dict]:
-    """A fine-tuned EmoNet (full), or the released one (pretrained), run on the frames themselves."""
+def evaluate_frames(args, ckpt: dict | None) -> tuple[list[dict], np.ndarray, list[dict], dict, list[dict]]:
+    """A fine-tuned EmoNet (full), or the released one (pretrained), run on the frames themselves; frames
+    that cannot be decoded are left out and listed. Returns as `evaluate_features`."""
     device = resolve_device(args.device)
     if ckpt:
         settings = ckpt["settings"]
@@ -109,10 +113,12 @@ def evaluate_frames(args, ckpt: dict | None) -> tuple[list[dict], np.ndarray, li
     frames = load_frames_for(dataset_root)
     samples = [f.sample() for f in frames]
     chosen, train = _subset(samples, ckpt["split"] if ckpt else None, args.subset)
-    pred = predict_frames(model, [frames[i] for i in chosen], settings["color_space"], settings["crop"], device,
-                          args.batch_size, args.num_workers, amp_enabled(device, args.amp), args.flip_tta,
-                          progress=not args.no_progress)
-    return [samples[i] for i in chosen], pred * LABEL_SCALE, train, settings
+    pred, failed = predict_frames(model, [frames[i] for i in chosen], settings["color_space"], settings["crop"], device,
+                                  args.batch_size, args.num_workers, amp_enabled(device, args.amp), args.flip_tta,
+                                  progress=not args.no_progress)
+    excluded = [{"path": str(frames[chosen[i]].image_path), "reason": r} for i, r in sorted(failed.items())]
+    keep = [i for i in range(len(chosen)) if i not in failed]
+    return [samples[chosen[i]] for i in keep], pred[keep] * LABEL_SCALE, train, settings, excluded
 
 
 def main(args):
@@ -122,14 +128,15 @@ def main(args):
             raise EmoNetError(f"--model_type {args.model_type} needs --model_path")
         ckpt = load_training_checkpoint(args.model_path, MODEL_TYPES[args.model_type])
     if args.model_type == "full" or (args.model_type == "pretrained" and not args.manifest_file and not ckpt):
-        samples, pred, train, settings = evaluate_frames(args, ckpt)
+        samples, pred, train, settings, excluded = evaluate_frames(args, ckpt)
     else:
         if args.flip_tta:
             raise EmoNetError("--flip_tta needs frames: it applies to --model_type full or pretrained without a manifest")
-        samples, pred, train, settings = evaluate_features(args, ckpt)
+        samples, pred, train, settings, excluded = evaluate_features(args, ckpt)
     info = {"model_path": args.model_path, "model_type": args.model_type, "subset": args.subset,
             "split": ckpt["split"]["mode"] if ckpt else None, "color_space": settings.get("color_space"),
-            "crop": settings.get("crop"), "flip_tta": args.flip_tta}
+            "crop": settings.get("crop"), "flip_tta": args.flip_tta,
+            "excluded_frames": excluded}
     results = evaluation_results(samples, pred, train, info)
     write_evaluation(args.output_dir, results, samples, pred)
     print(summary_table(results))

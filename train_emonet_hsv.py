@@ -93,10 +93,11 @@ def main(args):
                            args.num_workers, amp, args.grad_clip, progress=not args.no_progress)
 
     def validate() -> dict:
-        pred = predict_frames(model, val_frames, args.color_space, args.crop, device, args.batch_size,
-                              args.num_workers, amp, flip_tta=False, progress=not args.no_progress)
-        loss = loss_fn(torch.from_numpy(pred), torch.from_numpy(val_target)).item()
-        v, a = va_ccc(pred, val_target)
+        pred, failed = predict_frames(model, val_frames, args.color_space, args.crop, device, args.batch_size,
+                                      args.num_workers, amp, flip_tta=False, progress=not args.no_progress)
+        ok = np.array([i not in failed for i in range(len(val_frames))])  # undecodable frames are left out
+        loss = loss_fn(torch.from_numpy(pred[ok]), torch.from_numpy(val_target[ok])).item()
+        v, a = va_ccc(pred[ok], val_target[ok])
         return {"loss": loss, "valence_CCC": v, "arousal_CCC": a}
 
     settings = {

@@ -43,29 +43,35 @@ def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
 
 
 def predict_frames(model: EmoNet, frames: list[Frame], color_space: str, crop: str, device: torch.device,
-                   batch_size: int, num_workers: int, amp: bool, flip_tta: bool, progress: bool = True) -> np.ndarray:
+                   batch_size: int, num_workers: int, amp: bool, flip_tta: bool,
+                   progress: bool = True) -> tuple[np.ndarray, dict[int, str]]:
     """EmoNet's (valence, arousal) on [-1, 1] for each frame, N x 2; with `flip_tta` the mean of the frame's
     and its mirror's predictions (the mirror flips the frame and its landmarks, see `crop.flip_landmarks`).
 
-    A frame that cannot be decoded is an error naming it: an evaluation must not silently drop frames.
+    Also returns the frames that could not be decoded ({index: reason}); their rows are NaN, and the
+    caller must leave them out and say so.
     """
     model = model.to(memory_format=torch.channels_last).eval()
-    passes = []
+    passes, failed = [], {}
     for flip in (False, True) if flip_tta else (False,):
         loader = frame_loader(FrameDataset(frames, color_space, crop, flip=flip), batch_size, num_workers, device)
-        out = np.empty((len(frames), 2), dtype=np.float32)
+        out = np.full((len(frames), 2), np.nan, dtype=np.float32)
         desc = "predicting (mirrored)" if flip else "predicting"
         with torch.inference_mode(), tqdm(total=len(frames), unit="frame", desc=desc, disable=not progress) as bar:
             for batch in loader:
-                bad = [e for e in batch["error"] if e]
-                if bad:
-                    raise DatasetError(f"cannot evaluate: {bad[0]}")
-                with autocast(device, amp):
-                    result = model(_to_device(batch["image"], device))
-                out[batch["index"].numpy()] = torch.stack([result["valence"], result["arousal"]], 1).float().cpu().numpy()
+                good = [i for i, e in enumerate(batch["error"]) if not e]
+                failed.update({int(batch["index"][i]): e for i, e in enumerate(batch["error"]) if e})
                 bar.update(len(batch["index"]))
+                if not good:
+                    continue
+                with autocast(device, amp):
+                    result = model(_to_device(batch["image"][good], device))
+                rows = batch["index"][good].numpy()
+                out[rows] = torch.stack([result["valence"], result["arousal"]], 1).float().cpu().numpy()
         passes.append(out)
-    return np.mean(passes, axis=0)
+    for reason in failed.values():
+        logger.warning("left out of the predictions: %s", reason)
+    return np.mean(passes, axis=0), failed
 
 
 def train_epoch(model: EmoNet, dataset: FrameDataset, optimizer: torch.optim.Optimizer, loss_fn, device: torch.device,

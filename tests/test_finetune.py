@@ -2,6 +2,7 @@
 import csv
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -116,7 +117,10 @@ def test_resume_continues_to_the_same_weights(frozen_run, afew_tree, released_ch
 def test_pretrained_zero_shot_on_frames(afew_tree, released_checkpoint, tmp_path):
     one_clip = tmp_path / "AFEW-VA"
     shutil.copytree(afew_tree / "001", one_clip / "001")
+    (one_clip / "001" / "00002.png").write_bytes(b"corrupt")  # left out and listed, not fatal
     results, rows = _evaluate(tmp_path, "--model_type", "pretrained", "--pretrained_path", str(released_checkpoint),
                               "--dataset_root", str(one_clip), "--subset", "all", "--color_space", "rgb")
-    assert results["num_samples"] == len(rows) == 4 and results["leakage_check"]["leak_free"]
+    assert results["num_samples"] == len(rows) == 3 and results["leakage_check"]["leak_free"]
+    assert [Path(e["path"]).name for e in results["excluded_frames"]] == ["00002.png"]
+    assert "cannot decode" in results["excluded_frames"][0]["reason"]
     assert results["color_space"] == "rgb" and results["model_type"] == "pretrained"
