@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .afew_va import Frame
 from .colour import convert_colour
@@ -107,3 +107,15 @@ class FrameDataset(Dataset):
         except ValueError as exc:
             image, error = torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE), str(exc)
         return {"image": image, "target": target, "index": index, "error": error}
+
+
+def frame_loader(dataset: FrameDataset, batch_size: int, num_workers: int, device: torch.device,
+                 generator: torch.Generator | None = None) -> DataLoader:
+    """Batches of `dataset`, decoded in `num_workers` processes; shuffled with `generator` when given."""
+    return DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator,
+                      num_workers=num_workers, pin_memory=device.type == "cuda")
+
+
+def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A batch on `device` in channels_last, the layout the model is kept in."""
+    return images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .afew_va import Frame, Problem, read_afew_va, resolve_dataset_root
 from .checkpoint import load_emonet
 from .cli import dataset_root_or_env
 from .constants import FEATURE_DIM, IMAGE_SIZE
-from .data import FrameDataset
+from .data import FrameDataset, frame_loader, to_model_input
 from .device import amp_enabled, autocast, resolve_device
 from .errors import DatasetError
 from .io import TMP_SUFFIX, save_npz, sha256_file, write_json
@@ -146,12 +145,8 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult:
     failed_paths = set()
     if pending:
         model = model.to(memory_format=torch.channels_last)
-        loader = DataLoader(
-            FrameDataset(pending, config.color_space, config.crop),
-            batch_size=config.batch_size,
-            num_workers=config.num_workers,
-            pin_memory=device.type == "cuda",
-        )
+        loader = frame_loader(FrameDataset(pending, config.color_space, config.crop), config.batch_size,
+                              config.num_workers, device)
         with torch.inference_mode(), tqdm(total=len(pending), unit="frame", disable=not config.progress) as bar:
             for batch in loader:
                 good = [i for i, e in enumerate(batch["error"]) if not e]
@@ -161,9 +156,8 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult:
                         problems.append(Problem(str(frame.image_path), "unreadable_image", error))
                         failed_paths.add(frame.image_path)
                 if good:
-                    images = batch["image"][good].to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                     with autocast(device, amp):
-                        out = model(images)
+                        out = model(to_model_input(batch["image"][good], device))
                     out = {k: out[k].float().cpu().numpy() for k in ("features", "valence", "arousal", "expression")}
                     for j, i in enumerate(good):
                         frame = pending[batch["index"][i]]

@@ -8,11 +8,10 @@ import os
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from .afew_va import Frame, read_afew_va
-from .data import FrameDataset
+from .data import FrameDataset, frame_loader, to_model_input
 from .device import autocast
 from .errors import DatasetError
 from .model import EmoNet
@@ -29,17 +28,6 @@ def load_frames_for(dataset_root: str | os.PathLike, limit: int | None = None) -
     if not frames:
         raise DatasetError(f"{dataset_root}: no usable frame ({len(problems)} problems)")
     return frames
-
-
-def frame_loader(dataset: FrameDataset, batch_size: int, num_workers: int, device: torch.device,
-                 generator: torch.Generator | None = None) -> DataLoader:
-    """Batches of `dataset`; shuffled with `generator` when one is given."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator,
-                      num_workers=num_workers, pin_memory=device.type == "cuda", drop_last=False)
-
-
-def _to_device(images: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
 
 
 def predict_frames(model: EmoNet, frames: list[Frame], color_space: str, crop: str, device: torch.device,
@@ -65,7 +53,7 @@ def predict_frames(model: EmoNet, frames: list[Frame], color_space: str, crop: s
                 if not good:
                     continue
                 with autocast(device, amp):
-                    result = model(_to_device(batch["image"][good], device))
+                    result = model(to_model_input(batch["image"][good], device))
                 rows = batch["index"][good].numpy()
                 out[rows] = torch.stack([result["valence"], result["arousal"]], 1).float().cpu().numpy()
         passes.append(out)
@@ -96,7 +84,7 @@ def train_epoch(model: EmoNet, dataset: FrameDataset, optimizer: torch.optim.Opt
             if len(keep) < 2:  # a CCC over fewer than two samples is undefined
                 continue
             with autocast(device, amp):
-                out = model(_to_device(batch["image"][keep], device))
+                out = model(to_model_input(batch["image"][keep], device))
             pred = torch.stack([out["valence"], out["arousal"]], 1).float()
             loss = loss_fn(pred, batch["target"][keep].to(device))
             optimizer.zero_grad(set_to_none=True)
