@@ -16,7 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,7 +26,7 @@ from emonet.crop import crop_face  # noqa: E402
 from emonet.data import read_rgb, to_tensor  # noqa: E402
 from emonet.device import amp_enabled, autocast, resolve_device  # noqa: E402
 from emonet.extraction import ExtractionConfig, extract_features  # noqa: E402
-from emonet.testing import write_afew_va_tree, write_released_checkpoint  # noqa: E402
+from emonet.testing import write_synthetic_dataset  # noqa: E402
 
 
 def get_args_parser():
@@ -75,12 +74,7 @@ def main(args):
     amp = amp_enabled(device, args.amp)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        rng = np.random.default_rng(0)
-        labels = {f"{i:03d}": {"valence": rng.integers(-10, 11, args.frames_per_clip).tolist(),
-                               "arousal": rng.integers(-10, 11, args.frames_per_clip).tolist()}
-                  for i in range(1, args.clips + 1)}
-        root = write_afew_va_tree(tmp / "AFEW-VA", labels, args.frames_per_clip)
-        ckpt = write_released_checkpoint(tmp / "emonet_8.pth")
+        root, ckpt = write_synthetic_dataset(tmp, args.clips, args.frames_per_clip)
         frames, _ = read_afew_va(root)
         model, _ = load_emonet(ckpt, device)
         with torch.no_grad():  # warm-up for (a)

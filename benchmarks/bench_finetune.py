@@ -12,7 +12,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -22,7 +21,7 @@ from emonet.data import Augment, FrameDataset  # noqa: E402
 from emonet.device import amp_enabled, resolve_device  # noqa: E402
 from emonet.finetune import train_epoch  # noqa: E402
 from emonet.losses import ccc_loss  # noqa: E402
-from emonet.testing import write_afew_va_tree, write_released_checkpoint  # noqa: E402
+from emonet.testing import write_synthetic_dataset  # noqa: E402
 from emonet.training import make_optimizer  # noqa: E402
 
 FRAMES_PER_CLIP = 8
@@ -61,12 +60,7 @@ def main(args):
     amp = amp_enabled(device, args.amp)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        rng = np.random.default_rng(0)
-        clips = -(-args.frames // FRAMES_PER_CLIP)
-        labels = {f"{i:03d}": {"valence": rng.integers(-10, 11, FRAMES_PER_CLIP).tolist(),
-                               "arousal": rng.integers(-10, 11, FRAMES_PER_CLIP).tolist()} for i in range(1, clips + 1)}
-        root = write_afew_va_tree(tmp / "AFEW-VA", labels, FRAMES_PER_CLIP)
-        ckpt = write_released_checkpoint(tmp / "emonet_8.pth")
+        root, ckpt = write_synthetic_dataset(tmp, -(-args.frames // FRAMES_PER_CLIP), FRAMES_PER_CLIP)
         frames, _ = read_afew_va(root)
         dataset = FrameDataset(frames[: args.frames], "hsv", "landmarks", Augment())
         results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads",

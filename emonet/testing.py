@@ -167,3 +167,12 @@ def write_feature_set(folder: Path, labels: dict, manifest_name: str = "features
     else:
         write_manifest(manifest, {"color_space": "hsv", "crop": "landmarks", "image_size": 256}, samples)
     return manifest
+
+
+def write_synthetic_dataset(folder: Path, clips: int, frames_per_clip: int, seed: int = 0) -> tuple[Path, Path]:
+    """A tree of `clips` clips with random labels (`write_afew_va_tree`) and a released-format checkpoint."""
+    rng = np.random.default_rng(seed)
+    labels = {f"{i:03d}": {"valence": rng.integers(-10, 11, frames_per_clip).tolist(),
+                           "arousal": rng.integers(-10, 11, frames_per_clip).tolist()} for i in range(1, clips + 1)}
+    root = write_afew_va_tree(folder / "AFEW-VA", labels, frames_per_clip)
+    return root, write_released_checkpoint(folder / "emonet_8.pth")

@@ -16,11 +16,12 @@ import extract_features_hsv_crop
 from conftest import ROOT
 from emonet.afew_va import read_afew_va
 from emonet.checkpoint import load_emonet
+from emonet.constants import PRETRAINED_SOURCE
 from emonet.data import FrameDataset
 from emonet.errors import DatasetError
 from emonet.extraction import NPZ_KEYS, feature_file_ok
 from emonet.manifest import read_manifest
-from emonet.testing import write_afew_va_tree
+from emonet.testing import write_synthetic_dataset
 
 CLIPS = 2  # --limit for the runs below: 8 frames each, a few seconds on 2 cores
 
@@ -111,10 +112,7 @@ def test_changed_settings_are_refused(hsv_run, afew_tree, released_checkpoint, m
 
 
 def test_failures_are_recorded_and_good_frames_extracted(released_checkpoint, tmp_path, monkeypatch):
-    rng = np.random.default_rng(5)
-    labels = {f"{i:03d}": {"valence": rng.integers(-5, 5, 2).tolist(), "arousal": rng.integers(-5, 5, 2).tolist()}
-              for i in range(1, 5)}
-    root = write_afew_va_tree(tmp_path / "AFEW-VA", labels, frames_per_clip=2)
+    root, _ = write_synthetic_dataset(tmp_path, clips=4, frames_per_clip=2, seed=5)
     (root / "001" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # corrupt PNG
     (root / "002" / "00000.png").unlink()  # missing image
     meta = json.loads((root / "003" / "003.json").read_text())
@@ -164,3 +162,14 @@ def test_kill_and_resume_gives_the_uninterrupted_result(hsv_run, afew_tree, rele
         a, b = np.load(resumed.resolve(sample)), np.load(reference.resolve(sample))
         for key in NPZ_KEYS:
             assert np.array_equal(a[key], b[key]), (sample["path"], key)
+
+
+def test_script_turns_a_missing_checkpoint_into_one_line(afew_tree, tmp_path):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "extract_features_hsv_crop.py"), "--dataset_root", str(afew_tree)],
+        cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"ERROR pretrained/emonet_8.pth: file not found. Download emonet_8.pth from {PRETRAINED_SOURCE} "
+        "and put it there, or pass its path."]
+    assert not (tmp_path / "features_hsv").exists()  # nothing written before the checkpoint is known good
