@@ -9,7 +9,6 @@ loaded (no gradient, BatchNorm statistics fixed) and trains the emotion branch o
 default; outputs as train_emonet_features.py (best_model.pth by mean validation CCC, last.pth, ...).
 """
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from emonet.checkpoint import load_emonet
-from emonet.cli import add_frame_arguments, add_loader_arguments, add_training_arguments, run
+from emonet.cli import add_frame_arguments, add_loader_arguments, add_training_arguments, dataset_root_or_env, run
 from emonet.constants import AFEW_VA_ROOT_ENV, LABEL_SCALE
 from emonet.data import Augment, FrameDataset
 from emonet.device import amp_enabled, resolve_device
@@ -52,13 +51,6 @@ def get_args_parser():
     return parser
 
 
-def _dataset_root(args) -> str:
-    root = args.dataset_root or os.environ.get(AFEW_VA_ROOT_ENV) or args.data_root
-    if not root:
-        raise EmoNetError(f"no dataset root: pass --dataset_root or set {AFEW_VA_ROOT_ENV}")
-    return root
-
-
 def main(args):
     device = resolve_device(args.device)
     amp = amp_enabled(device, args.amp)
@@ -67,7 +59,7 @@ def main(args):
         if resumed and resumed["settings"][key] != getattr(args, key):
             raise EmoNetError(f"--resume {args.resume}: trained with {key} {resumed['settings'][key]!r}, "
                               f"this run asks for {getattr(args, key)!r}")
-    dataset_root = Path(_dataset_root(args)).resolve()
+    dataset_root = Path(dataset_root_or_env(args.dataset_root, args.data_root)).resolve()
     frames = load_frames_for(dataset_root, args.limit)
     samples = [f.sample() for f in frames]
     split = resumed["split"] if resumed else make_split(samples, args.split, args.val_split, args.seed, args.folds, args.fold)

@@ -35,8 +35,9 @@ def default_workers() -> int:
     return min(4, os.cpu_count() or 1)
 
 
-def dataset_root_or_env(value: str | None) -> str:
-    root = value or os.environ.get(AFEW_VA_ROOT_ENV)
+def dataset_root_or_env(value: str | None, fallback: str | None = None) -> str:
+    """--dataset_root, else $AFEW_VA_ROOT, else `fallback` (the seed's --data_root, where a script has it)."""
+    root = value or os.environ.get(AFEW_VA_ROOT_ENV) or fallback
     if not root:
         raise EmoNetError(f"no dataset root: pass --dataset_root or set {AFEW_VA_ROOT_ENV} "
                           "(python download_afew_va.py prints the line to paste)")

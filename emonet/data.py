@@ -119,3 +119,10 @@ def frame_loader(dataset: FrameDataset, batch_size: int, num_workers: int, devic
 def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:
     """A batch on `device` in channels_last, the layout the model is kept in."""
     return images.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
+
+
+def split_failures(batch: dict) -> tuple[list[int], dict[int, str]]:
+    """Positions of a batch's decoded samples, and {frame index: reason} for those that failed."""
+    good = [i for i, e in enumerate(batch["error"]) if not e]
+    failed = {int(batch["index"][i]): e for i, e in enumerate(batch["error"]) if e}
+    return good, failed

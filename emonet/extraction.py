@@ -24,7 +24,7 @@ from .afew_va import Frame, Problem, read_afew_va, resolve_dataset_root
 from .checkpoint import load_emonet
 from .cli import dataset_root_or_env
 from .constants import FEATURE_DIM, IMAGE_SIZE
-from .data import FrameDataset, frame_loader, to_model_input
+from .data import FrameDataset, frame_loader, split_failures, to_model_input
 from .device import amp_enabled, autocast, resolve_device
 from .errors import DatasetError
 from .io import TMP_SUFFIX, save_npz, sha256_file, write_json
@@ -149,12 +149,10 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult:
                               config.num_workers, device)
         with torch.inference_mode(), tqdm(total=len(pending), unit="frame", disable=not config.progress) as bar:
             for batch in loader:
-                good = [i for i, e in enumerate(batch["error"]) if not e]
-                for i, error in enumerate(batch["error"]):
-                    if error:
-                        frame = pending[batch["index"][i]]
-                        problems.append(Problem(str(frame.image_path), "unreadable_image", error))
-                        failed_paths.add(frame.image_path)
+                good, failed = split_failures(batch)
+                for index, error in failed.items():
+                    problems.append(Problem(str(pending[index].image_path), "unreadable_image", error))
+                    failed_paths.add(pending[index].image_path)
                 if good:
                     with autocast(device, amp):
                         out = model(to_model_input(batch["image"][good], device))

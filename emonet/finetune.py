@@ -11,7 +11,7 @@ import torch
 from tqdm import tqdm
 
 from .afew_va import Frame, read_afew_va
-from .data import FrameDataset, frame_loader, to_model_input
+from .data import FrameDataset, frame_loader, split_failures, to_model_input
 from .device import autocast
 from .errors import DatasetError
 from .model import EmoNet
@@ -47,8 +47,8 @@ def predict_frames(model: EmoNet, frames: list[Frame], color_space: str, crop: s
         desc = "predicting (mirrored)" if flip else "predicting"
         with torch.inference_mode(), tqdm(total=len(frames), unit="frame", desc=desc, disable=not progress) as bar:
             for batch in loader:
-                good = [i for i, e in enumerate(batch["error"]) if not e]
-                failed.update({int(batch["index"][i]): e for i, e in enumerate(batch["error"]) if e})
+                good, batch_failed = split_failures(batch)
+                failed.update(batch_failed)
                 bar.update(len(batch["index"]))
                 if not good:
                     continue
@@ -76,10 +76,9 @@ def train_epoch(model: EmoNet, dataset: FrameDataset, optimizer: torch.optim.Opt
     total, seen = 0.0, 0
     with tqdm(total=len(dataset), unit="frame", desc=f"epoch {epoch}", disable=not progress) as bar:
         for batch in loader:
-            keep = [i for i, e in enumerate(batch["error"]) if not e]
-            for e in batch["error"]:
-                if e:
-                    logger.warning("skipped: %s", e)
+            keep, failed = split_failures(batch)
+            for reason in failed.values():
+                logger.warning("skipped: %s", reason)
             bar.update(len(batch["index"]))
             if len(keep) < 2:  # a CCC over fewer than two samples is undefined
                 continue
