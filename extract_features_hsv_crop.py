@@ -1,10 +1,12 @@
 """Stage 2: EmoNet features of every AFEW-VA frame, HSV input by default.
 
     python extract_features_hsv_crop.py --dataset_root $AFEW_VA_ROOT
+    torchrun --nproc_per_node 4 extract_features_hsv_crop.py --dataset_root $AFEW_VA_ROOT    # one GPU per process
 
 writes features_hsv/<clip>/<frame>.npz (features, labels, EmoNet's own valence/arousal/expression), the manifest
-features_hsv_manifest.json and features_hsv/extraction_errors.json, then one summary line. A rerun skips frames already
-extracted (a killed run resumes); other settings for an existing output folder are refused.
+features_hsv_manifest.json and features_hsv/extraction_errors.json, then one summary line. Another --color_space gets its own
+names (features_<space>/, features_<space>_manifest.json). A rerun skips frames already extracted (a
+killed run resumes, with any number of processes); other settings for an existing output folder are refused.
 """
 import argparse
 import sys
@@ -15,12 +17,14 @@ from emonet.extraction import ExtractionConfig, extract_features
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_extraction_arguments(parser, color_space="hsv", output_dir="features_hsv", manifest_file="features_hsv_manifest.json")
+    add_extraction_arguments(parser, color_space="hsv")
     return parser
 
 
 def main(args) -> int:
     result = extract_features(ExtractionConfig.from_args(args))
+    if result is None:  # not rank 0: rank 0 prints the totals of every process
+        return 0
     print(result.summary())
     return 1 if args.strict and result.failed else 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .constants import AFEW_VA_FOLDER, LABEL_MAX, LABEL_MIN, NUM_LANDMARKS
+from .constants import AFEW_VA_FOLDER, AFEW_VA_ROOT_ENV, LABEL_MAX, LABEL_MIN, NUM_LANDMARKS
 from .errors import DatasetError
 
 logger = logging.getLogger(__name__)
@@ -75,10 +75,20 @@ def _clip_dirs(root: Path, exclude: str | None = None) -> list[Path]:
     return sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and p.name != exclude)
 
 
+def _looks_like_clip(folder: Path) -> bool:
+    """A clip folder holds its labels `<clip>.json` or at least one frame."""
+    return (folder / f"{folder.name}.json").is_file() or any(folder.glob(f"*{IMAGE_SUFFIX}"))
+
+
 def read_afew_va(root: str | os.PathLike, limit: int | None = None) -> tuple[list[Frame], list[Problem]]:
     """Read every clip under `root` (or the first `limit` clips, in sorted order)."""
     root = resolve_dataset_root(root)
     clip_dirs = _clip_dirs(root)
+    if not any(_looks_like_clip(d) for d in clip_dirs):
+        raise DatasetError(
+            f"{root}: this is not an AFEW-VA folder: none of its sub-folders is a clip folder. An AFEW-VA folder "
+            f"holds 001/ ... 600/, each with its labels (001/001.json) and frames (001/00000.png, ...); pass that "
+            f"folder as --dataset_root or set {AFEW_VA_ROOT_ENV} to it")
     if limit is not None:
         clip_dirs = clip_dirs[:limit]
     frames, problems = [], []

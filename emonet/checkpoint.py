@@ -46,8 +46,9 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> object:
             ) from None
         with open(path, "rb") as f:
             magic = f.read(4)
-        if magic == _ZIP_MAGIC:
-            raise CheckpointError(f"{path}: the file is truncated or corrupt ({message.splitlines()[0]})") from None
+        if magic == _ZIP_MAGIC:  # PyTorch's own message here is the zip reader's internals: not useful to a user
+            raise CheckpointError(f"{path}: the file is truncated or corrupt (an interrupted download or copy?); "
+                                  "download or save it again") from None
         raise CheckpointError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
 
 

@@ -1,26 +1,31 @@
-"""What the scripts share on the command line: logging set-up, error handling, and the flags that
-several scripts take with the same meaning. The parsers themselves are built in the scripts."""
+"""What the scripts share on the command line: logging set-up, error handling, the flags that several
+scripts take with the same meaning, and the checks that refuse impossible or ignored combinations before
+any work. The parsers themselves are built in the scripts; nothing here parses argv or exits."""
 import logging
 import os
 import sys
 
-import torch
-
-from .colour import COLOR_SPACES
+from .colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
 from .constants import AFEW_VA_ROOT_ENV, DEFAULT_PRETRAINED_PATH
-from .crop import CROP_MODES
+from .crop import CROP_MODES, DEFAULT_CROP
 from .device import DEVICE_CHOICES
 from .errors import EmoNetError
 from .losses import LOSS_NAMES
-from .splits import SPLIT_MODES
+from .splits import DEFAULT_VAL_SPLIT, SPLIT_MODES
 from .training import OPTIMIZERS
 
 logger = logging.getLogger("emonet")
 
 
 def run(main, args) -> int:
-    """Run `main(args)` and return its exit code; a user-fixable error becomes one line on stderr and 1."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", stream=sys.stderr)
+    """Run `main(args)` and return its exit code; a user-fixable error becomes one line on stderr and 1.
+
+    Under torchrun (RANK set) only rank 0 logs information; the other ranks log errors alone, so a job
+    prints one set of messages however many processes it has.
+    """
+    rank = int(os.environ.get("RANK", "0"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.ERROR, format="%(levelname)s %(message)s",
+                        stream=sys.stderr)
     try:
         return main(args) or 0
     except (EmoNetError, OSError, ValueError) as exc:
@@ -44,51 +49,58 @@ def dataset_root_or_env(value: str | None, fallback: str | None = None) -> str:
     return root
 
 
-def add_frame_arguments(parser, color_space: str = "hsv") -> None:
-    """Where frames come from and how they become EmoNet input (extraction, fine-tuning, evaluation)."""
+def add_frame_arguments(parser, color_space: str | None = "hsv") -> None:
+    """Where frames come from and how they become EmoNet input (extraction, fine-tuning, evaluation).
+
+    `color_space=None` leaves --color_space and --crop unset, for a script in which a checkpoint or a
+    manifest decides them: a value given there is then checked against theirs, never silently ignored.
+    """
     parser.add_argument("--dataset_root", default=None,
                         help=f"AFEW-VA folder holding 001/ ... 600/ (default: ${AFEW_VA_ROOT_ENV})")
     parser.add_argument("--pretrained_path", default=DEFAULT_PRETRAINED_PATH,
                         help=f"released EmoNet weights (default: {DEFAULT_PRETRAINED_PATH})")
+    decided = "the checkpoint's or manifest's; without one, {}"
     parser.add_argument("--color_space", choices=COLOR_SPACES, default=color_space,
-                        help=f"colour space fed to EmoNet (default: {color_space})")
-    parser.add_argument("--crop", choices=CROP_MODES, default="landmarks",
+                        help=f"colour space fed to EmoNet (default: {color_space or decided.format(DEFAULT_COLOR_SPACE)})")
+    parser.add_argument("--crop", choices=CROP_MODES, default=color_space and DEFAULT_CROP,
                         help="landmarks: EmoNet's face crop; resize: whole frame resized, as the seed did "
-                             "(default: landmarks)")
+                             f"(default: {DEFAULT_CROP if color_space else decided.format(DEFAULT_CROP)})")
 
 
 def add_loader_arguments(parser) -> None:
     """Decoding in worker processes and mixed precision: every script that runs EmoNet on frames."""
     parser.add_argument("--num_workers", type=int, default=default_workers(),
                         help=f"DataLoader worker processes (default: {default_workers()}, min(4, CPUs))")
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (default: off)")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast: on CUDA, or on a CPU with bf16 instructions (AVX-512 BF16 or AMX); "
+                             "refused on other CPUs, where it is slower than float32 (default: off)")
 
 
 def add_runtime_arguments(parser, batch_size: int) -> None:
-    parser.add_argument("--batch_size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
+    parser.add_argument("--batch_size", type=int, default=batch_size,
+                        help=f"frames per loader batch; on the CPU the model runs them one at a time, its fastest "
+                             f"way there (default: {batch_size})")
     add_loader_arguments(parser)
     parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
 
 
-def set_threads() -> None:
-    """Use every core for intra-op parallelism on the CPU (the default can be lower in containers)."""
-    torch.set_num_threads(os.cpu_count() or 1)
-
-
-def add_extraction_arguments(parser, color_space: str, output_dir: str, manifest_file: str) -> None:
-    """The flags of both extraction scripts, which differ only in these defaults."""
+def add_extraction_arguments(parser, color_space: str) -> None:
+    """The flags of both extraction scripts, which differ only in the default colour space."""
     add_frame_arguments(parser, color_space)
     add_runtime_arguments(parser, batch_size=32)
-    parser.add_argument("--output_dir", default=output_dir, help=f"feature folder (default: {output_dir})")
-    parser.add_argument("--manifest_file", default=manifest_file, help=f"manifest to write (default: {manifest_file})")
+    parser.add_argument("--output_dir", default=None,
+                        help="feature folder (default: features_<color space>/, features/ for rgb)")
+    parser.add_argument("--manifest_file", default=None,
+                        help="manifest to write (default: features_<color space>_manifest.json, "
+                             "features_manifest.json for rgb)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N clips, for a quick try (default: all)")
     parser.add_argument("--overwrite", action="store_true", help="re-extract frames already done (default: skip them)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any frame or clip failed (default: exit 0)")
 
 
-def add_training_arguments(parser, batch_size: int, epochs: int, learning_rate: float, output_dir: str) -> None:
-    """Optimisation, split and checkpointing flags shared by both training scripts."""
+def add_optimisation_arguments(parser, batch_size: int, epochs: int, learning_rate: float) -> None:
+    """How a model is optimised: the training scripts and the colour-space comparison give them one meaning."""
     parser.add_argument("--batch_size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
     parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
     parser.add_argument("--learning_rate", type=float, default=learning_rate, help=f"learning rate (default: {learning_rate:g})")
@@ -96,15 +108,72 @@ def add_training_arguments(parser, batch_size: int, epochs: int, learning_rate: 
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="optimizer (default: adam)")
     parser.add_argument("--loss_function", choices=LOSS_NAMES, default="ccc",
                         help="ccc: 1 - CCC over the batch, averaged over valence and arousal (default: ccc)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling (default: 0)")
+    parser.add_argument("--save_freq", type=int, default=10,
+                        help="write checkpoint_epoch_N.pth and the curves every N epochs; 0: never (default: 10)")
+
+
+def add_training_arguments(parser, batch_size: int, epochs: int, learning_rate: float, output_kind: str) -> None:
+    """Optimisation, split and checkpointing flags shared by both training scripts."""
+    add_optimisation_arguments(parser, batch_size, epochs, learning_rate)
     parser.add_argument("--split", choices=SPLIT_MODES, default="clip",
                         help="unit kept whole on one side: clip, actor, or frame (leaks: neighbouring frames "
                              "of a clip end up on both sides; only to reproduce the seed) (default: clip)")
-    parser.add_argument("--val_split", type=float, default=0.2, help="fraction of clips/actors/frames held out (default: 0.2)")
+    parser.add_argument("--val_split", type=float, default=None,
+                        help=f"fraction of clips/actors/frames held out, without --folds (default: {DEFAULT_VAL_SPLIT})")
     parser.add_argument("--folds", type=int, default=None, help="K for group K-fold over clips or actors (default: holdout)")
-    parser.add_argument("--fold", type=int, default=None, help="which fold (0..K-1) is held out, with --folds")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling (default: 0)")
-    parser.add_argument("--save_freq", type=int, default=10, help="write checkpoint_epoch_N.pth every N epochs (default: 10)")
+    parser.add_argument("--fold", type=int, default=None, help="which fold (0..K-1) is held out; needs --folds")
+    parser.add_argument("--inner_val_split", type=float, default=None,
+                        help="choose the best epoch on this fraction of the training clips/actors, so that the "
+                             "held-out side stays untouched until evaluation (default: off, the best epoch is "
+                             "chosen on the held-out side and evaluation says so)")
     parser.add_argument("--resume", default=None, help="continue from this checkpoint (e.g. OUTPUT_DIR/last.pth)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace the run already in --output_dir (default: refuse to touch it)")
     parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
-    parser.add_argument("--output_dir", default=output_dir, help=f"where checkpoints, logs and plots go (default: {output_dir})")
+    parser.add_argument("--output_dir", default=None,
+                        help=f"where checkpoints, logs and plots go (default: <color space>_{output_kind}, "
+                             f"e.g. hsv_{output_kind})")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
+
+
+def check_optimisation_args(args) -> None:
+    """Refuse optimisation flags that cannot work (one line, before any work)."""
+    if args.epochs < 1:
+        raise EmoNetError(f"--epochs {args.epochs}: at least 1 is needed to train anything")
+    if args.batch_size < 2:
+        raise EmoNetError(f"--batch_size {args.batch_size}: at least 2 (the CCC of a batch needs two samples)")
+    if not args.learning_rate > 0:
+        raise EmoNetError(f"--learning_rate {args.learning_rate}: must be positive")
+    if args.weight_decay < 0:
+        raise EmoNetError(f"--weight_decay {args.weight_decay}: must not be negative")
+    if args.save_freq < 0:
+        raise EmoNetError(f"--save_freq {args.save_freq}: 0 (never) or a number of epochs")
+
+
+def check_fraction(flag: str, value: float | None) -> None:
+    if value is not None and not 0 < value < 1:
+        raise EmoNetError(f"{flag} {value}: must be a fraction between 0 and 1")
+
+
+def check_training_args(args) -> None:
+    """Refuse, before any work, training flags that cannot work or that the run would silently ignore."""
+    check_optimisation_args(args)
+    if args.folds is None:
+        if args.fold is not None:
+            raise EmoNetError(f"--fold {args.fold} needs --folds K: without it the run is an ordinary holdout "
+                              "and every fold would train the same split")
+        check_fraction("--val_split", args.val_split)
+    else:
+        if args.folds < 2:
+            raise EmoNetError(f"--folds {args.folds}: K-fold needs K >= 2")
+        if args.fold is None:
+            raise EmoNetError(f"--folds {args.folds} needs --fold i (0..{args.folds - 1}): which fold is held out")
+        if not 0 <= args.fold < args.folds:
+            raise EmoNetError(f"--fold {args.fold}: must be in 0..{args.folds - 1} with --folds {args.folds}")
+        if args.val_split is not None:
+            raise EmoNetError(f"--val_split does not apply with --folds: fold {args.fold} is the held-out side; "
+                              "drop one of them")
+    check_fraction("--inner_val_split", args.inner_val_split)
+    if args.resume and args.overwrite:
+        raise EmoNetError("--resume continues the run in --output_dir and --overwrite replaces it: choose one")

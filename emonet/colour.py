@@ -7,10 +7,17 @@ colour representation.
 import cv2
 import numpy as np
 
-COLOR_SPACES = ("rgb", "hsv", "lab", "yuv")
+COLOR_SPACES = ("rgb", "hsv", "hsv_opencv", "lab", "yuv")
+# What EmoNet was trained on, and the space to compare every other against.
+DEFAULT_COLOR_SPACE = "rgb"
 
 # HSV: hue in degrees / HUE_DEGREES, saturation and value in [0, 1] (skimage.color.rgb2hsv's convention).
 HUE_DEGREES = 360.0
+
+# hsv_opencv, the seed's conversion: OpenCV's 8-bit HSV stores hue as degrees / 2 in 0..179 and S, V in
+# 0..255; the seed divided them by these numbers (so hue 179 maps to 1.0, not 358/360).
+OPENCV_HUE_MAX = 179.0
+OPENCV_SV_MAX = 255.0
 
 # CIE L*a*b* (D65, 2 degree observer, as skimage.color.rgb2lab): L* in [0, 100] is divided by LAB_L_MAX;
 # a* and b* are shifted by LAB_AB_OFFSET and divided by LAB_AB_RANGE, the 8-bit Lab encoding. The sRGB
@@ -38,8 +45,13 @@ def convert_colour(rgb: np.ndarray, space: str) -> np.ndarray:
 
     - `rgb`: RGB / 255.
     - `hsv`: H = hue in degrees / 360 (0 for grey pixels), S and V in [0, 1]. Computed in float, so hue
-      keeps its full resolution; the seed pipeline used OpenCV's uint8 HSV, whose hue is degrees / 2
-      (0..179), and divided it by 179: hue quantised to 180 levels and slightly stretched.
+      keeps its full resolution and a hue of h degrees is h / 360 everywhere.
+    - `hsv_opencv`: the seed's conversion, kept to reproduce its features exactly: OpenCV's uint8 HSV
+      (H = round(degrees / 2) in 0..179, S and V rounded to 0..255), then H / 179, S / 255, V / 255. It
+      differs from `hsv` in two ways: hue is quantised to 180 levels (2 degrees), and dividing by 179
+      instead of 180 stretches it (358 degrees -> 1.0); hues from 359 degrees round to 180 and wrap to 0. S
+      is rounded to 8 bits (V of uint8 input is exact). Seen on random pixels: H differs from `hsv` by up to
+      0.0083 (about 1 in 600 pixels by about 1, at the wrap), S by up to 0.002, V not at all.
     - `lab`: see LAB_* above.  - `yuv`: see YUV_* above.
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -50,6 +62,11 @@ def convert_colour(rgb: np.ndarray, space: str) -> np.ndarray:
     if space == "hsv":
         hsv = cv2.cvtColor(unit, cv2.COLOR_RGB2HSV)  # float input: H in [0, 360), S, V in [0, 1]
         hsv[..., 0] /= HUE_DEGREES
+        return hsv
+    if space == "hsv_opencv":
+        hsv = cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV).astype(np.float32)  # uint8 input: H in 0..179
+        hsv[..., 0] /= OPENCV_HUE_MAX
+        hsv[..., 1:] /= OPENCV_SV_MAX
         return hsv
     if space == "lab":
         from skimage.color import rgb2lab  # OpenCV's float Lab differs from CIE by up to 0.3 L* units

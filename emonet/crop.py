@@ -11,6 +11,7 @@ import numpy as np
 from .constants import FACE_CROP_DIVISOR, FACE_CROP_REFERENCE, FLIP_ORDER_68, IMAGE_SIZE, NUM_LANDMARKS
 
 CROP_MODES = ("landmarks", "resize")
+DEFAULT_CROP = "landmarks"
 
 
 def face_box(landmarks: np.ndarray) -> tuple[float, float, float]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .afew_va import Frame
 from .colour import convert_colour
@@ -110,10 +110,10 @@ class FrameDataset(Dataset):
 
 
 def frame_loader(dataset: FrameDataset, batch_size: int, num_workers: int, device: torch.device,
-                 generator: torch.Generator | None = None) -> DataLoader:
-    """Batches of `dataset`, decoded in `num_workers` processes; shuffled with `generator` when given."""
-    return DataLoader(dataset, batch_size=batch_size, shuffle=generator is not None, generator=generator,
-                      num_workers=num_workers, pin_memory=device.type == "cuda")
+                 sampler: Sampler | None = None, drop_last: bool = False) -> DataLoader:
+    """Batches of `dataset` in order (or in the order of `sampler`), decoded in `num_workers` processes."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
+                      pin_memory=device.type == "cuda")
 
 
 def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -5,7 +5,8 @@ outputs from the same pass (`emonet_valence`, `emonet_arousal` on [-1, 1], `emon
 so that the pretrained model can be evaluated zero-shot later.
 
 Resumable: every file is written under a temporary name and renamed, so a file under its final name is
-complete; a rerun skips frames whose file loads and extracts the rest. The settings that define the
+complete; a rerun skips frames whose file loads and extracts the rest. Under torchrun each process extracts
+its own whole clips; a rerun with another number of processes resumes the same folder. The settings that define the
 features (colour space, crop, checkpoint, precision) are pinned in `<output_dir>/extraction_settings.json`
 before the first file is written; a run with other settings for the same folder is refused.
 """
@@ -24,18 +25,18 @@ from .afew_va import Frame, Problem, read_afew_va, resolve_dataset_root
 from .checkpoint import load_emonet
 from .cli import dataset_root_or_env
 from .constants import FEATURE_DIM, IMAGE_SIZE
-from .data import FrameDataset, frame_loader, split_failures, to_model_input
-from .device import amp_enabled, autocast, resolve_device
+from .data import FrameDataset, frame_loader, split_failures
+from .device import amp_enabled
+from .distributed import Distributed, init_distributed, shard_clips
 from .errors import DatasetError
+from .inference import infer, prepare
 from .io import TMP_SUFFIX, save_npz, sha256_file, write_json
-from .manifest import write_manifest
+from .manifest import FEATURE_IDENTITY_KEYS, default_feature_paths, write_manifest
 
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "extraction_settings.json"
 ERRORS_FILE = "extraction_errors.json"
-# Settings that change the features: a folder holds features of one combination only.
-IDENTITY_KEYS = ("color_space", "crop", "image_size", "pretrained_sha256", "precision")
 NPZ_KEYS = ("features", "valence", "arousal", "emonet_valence", "emonet_arousal", "emonet_expression")
 
 
@@ -57,12 +58,14 @@ class ExtractionConfig:
 
     @classmethod
     def from_args(cls, args) -> "ExtractionConfig":
-        """From the extraction scripts' flags (see `cli.add_extraction_arguments`)."""
+        """From the extraction scripts' flags (see `cli.add_extraction_arguments`); the default feature folder
+        and manifest follow the colour space (`manifest.default_feature_paths`)."""
+        output_dir, manifest_file = default_feature_paths(args.color_space)
         return cls(
-            dataset_root=dataset_root_or_env(args.dataset_root), output_dir=args.output_dir,
-            manifest_file=args.manifest_file, pretrained_path=args.pretrained_path, color_space=args.color_space,
-            crop=args.crop, batch_size=args.batch_size, num_workers=args.num_workers, device=args.device,
-            amp=args.amp, limit=args.limit, overwrite=args.overwrite, progress=not args.no_progress,
+            dataset_root=dataset_root_or_env(args.dataset_root), output_dir=args.output_dir or output_dir,
+            manifest_file=args.manifest_file or manifest_file, pretrained_path=args.pretrained_path,
+            color_space=args.color_space, crop=args.crop, batch_size=args.batch_size, num_workers=args.num_workers,
+            device=args.device, amp=args.amp, limit=args.limit, overwrite=args.overwrite, progress=not args.no_progress,
         )
 
 
@@ -98,7 +101,7 @@ def _check_settings(output_dir: Path, identity: dict) -> None:
     path = output_dir / SETTINGS_FILE
     if path.is_file():
         pinned = json.loads(path.read_text())
-        changed = [f"{k}: {pinned.get(k)!r} -> {identity[k]!r}" for k in IDENTITY_KEYS if pinned.get(k) != identity[k]]
+        changed = [f"{k}: {pinned.get(k)!r} -> {identity[k]!r}" for k in FEATURE_IDENTITY_KEYS if pinned.get(k) != identity[k]]
         if changed:
             raise DatasetError(
                 f"{output_dir} holds features made with other settings ({'; '.join(changed)}); refusing to mix "
@@ -111,19 +114,54 @@ def _check_settings(output_dir: Path, identity: dict) -> None:
         write_json(path, identity)
 
 
-def _pending(frames: list[Frame], output_dir: Path, overwrite: bool) -> tuple[list[Frame], int]:
-    """Frames still to extract, and the number already done. Removes temp files of killed runs."""
+def _pending(frames: list[Frame], output_dir: Path, overwrite: bool) -> list[int]:
+    """Indices of the frames still to extract. Removes temp files of killed runs."""
     for clip in {f.clip for f in frames}:
         for stale in (output_dir / clip).glob(f".*{TMP_SUFFIX}"):
             stale.unlink(missing_ok=True)
-    if overwrite:
-        return frames, 0
-    pending = [f for f in frames if not feature_file_ok(feature_path(output_dir, f))]
-    return pending, len(frames) - len(pending)
+    return [i for i, f in enumerate(frames) if overwrite or not feature_file_ok(feature_path(output_dir, f))]
 
 
-def extract_features(config: ExtractionConfig) -> ExtractionResult:
-    device = resolve_device(config.device)
+def _prepare_folder(output_dir: Path, identity: dict, frames: list[Frame], overwrite: bool,
+                    dist: Distributed) -> list[int]:
+    """Rank 0 pins the settings (before any rank writes) and finds the pending frames; every rank gets them."""
+    error, pending = None, None
+    if dist.is_main:
+        try:
+            _check_settings(output_dir, identity)
+            pending = _pending(frames, output_dir, overwrite)
+        except DatasetError as exc:
+            error = exc
+    dist.agree(error)
+    return dist.broadcast(pending)
+
+
+def _my_frames(frames: list[Frame], dist: Distributed) -> list[Frame]:
+    """This rank's share of `frames`: whole clips, balanced by frame count (all of them without torchrun)."""
+    if not dist.is_distributed:
+        return frames
+    sizes: dict[str, int] = {}
+    for f in frames:
+        sizes[f.clip] = sizes.get(f.clip, 0) + 1
+    mine = shard_clips(list(sizes), list(sizes.values()), dist.rank, dist.world_size)
+    return [f for f in frames if f.clip in mine]
+
+
+def extract_features(config: ExtractionConfig) -> ExtractionResult | None:
+    """Extract the features of every usable frame not yet done; returns the totals on rank 0 (None elsewhere).
+
+    Under torchrun, each rank extracts its own clips and rank 0 writes the manifest and the error file with
+    every rank's problems.
+    """
+    dist = init_distributed(config.device)
+    try:
+        return _extract(config, dist)
+    finally:
+        dist.close()
+
+
+def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | None:
+    device = dist.device
     amp = amp_enabled(device, config.amp)
     dataset_root = resolve_dataset_root(config.dataset_root)
     output_dir, manifest_path = Path(config.output_dir), Path(config.manifest_file)
@@ -138,27 +176,24 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult:
     frames, problems = read_afew_va(dataset_root, config.limit)
     if not frames:
         raise DatasetError(f"{dataset_root}: no usable frame ({len(problems)} problems)")
-    _check_settings(output_dir, identity)
-    pending, skipped = _pending(frames, output_dir, config.overwrite)
-    logger.info("%d frames: %d to extract, %d already done", len(frames), len(pending), skipped)
+    pending = [frames[i] for i in _prepare_folder(output_dir, identity, frames, config.overwrite, dist)]
+    logger.info("%d frames: %d to extract, %d already done", len(frames), len(pending), len(frames) - len(pending))
+    mine = _my_frames(pending, dist)
 
-    failed_paths = set()
-    if pending:
-        model = model.to(memory_format=torch.channels_last)
-        loader = frame_loader(FrameDataset(pending, config.color_space, config.crop), config.batch_size,
+    failed: list[Problem] = []
+    if mine:
+        model = prepare(model)
+        loader = frame_loader(FrameDataset(mine, config.color_space, config.crop), config.batch_size,
                               config.num_workers, device)
-        with torch.inference_mode(), tqdm(total=len(pending), unit="frame", disable=not config.progress) as bar:
+        with torch.inference_mode(), tqdm(total=len(mine), unit="frame", disable=not (config.progress and dist.is_main)) as bar:
             for batch in loader:
-                good, failed = split_failures(batch)
-                for index, error in failed.items():
-                    problems.append(Problem(str(pending[index].image_path), "unreadable_image", error))
-                    failed_paths.add(pending[index].image_path)
+                good, batch_failed = split_failures(batch)
+                failed += [Problem(str(mine[index].image_path), "unreadable_image", error)
+                           for index, error in batch_failed.items()]
                 if good:
-                    with autocast(device, amp):
-                        out = model(to_model_input(batch["image"][good], device))
-                    out = {k: out[k].float().cpu().numpy() for k in ("features", "valence", "arousal", "expression")}
+                    out = {k: v.numpy() for k, v in infer(model, batch["image"][good], device, amp).items()}
                     for j, i in enumerate(good):
-                        frame = pending[batch["index"][i]]
+                        frame = mine[batch["index"][i]]
                         save_npz(
                             feature_path(output_dir, frame),
                             features=out["features"][j],
@@ -170,7 +205,12 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult:
                         )
                 bar.update(len(batch["index"]))
 
-    done = [f for f in frames if f.image_path not in failed_paths]
+    failed = [p for rank_failed in dist.gather(failed) for p in rank_failed]  # every rank's, in rank order
+    if not dist.is_main:
+        return None
+    problems += failed
+    failed_paths = {p.path for p in failed}
+    done = [f for f in frames if str(f.image_path) not in failed_paths]
     manifest_dir = manifest_path.resolve().parent
     settings = {
         **identity,
@@ -188,4 +228,4 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult:
     errors_path = output_dir / ERRORS_FILE
     write_json(errors_path, {"count": len(problems), "errors": [p.as_dict() for p in problems]})
     write_manifest(manifest_path, settings, samples)
-    return ExtractionResult(len(pending) - len(failed_paths), skipped, len(problems), manifest_path, errors_path)
+    return ExtractionResult(len(pending) - len(failed), len(frames) - len(pending), len(problems), manifest_path, errors_path)

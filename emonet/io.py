@@ -13,6 +13,15 @@ import numpy as np
 import torch
 
 TMP_SUFFIX = ".tmp"
+# Mode of a new file before the umask, as open() uses: the umask then decides who else may read it.
+NEW_FILE_MODE = 0o666
+
+
+def _umask() -> int:
+    """The process umask (os.umask can only be read by setting it, so it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -22,6 +31,8 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb"):
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
+        # mkstemp creates the file 0600 and os.replace keeps that mode: give it the mode open() would.
+        os.chmod(tmp, NEW_FILE_MODE & ~_umask())
         with os.fdopen(fd, mode) as f:
             yield f
         os.replace(tmp, path)

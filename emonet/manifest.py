@@ -12,11 +12,23 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from .colour import COLOR_SPACES
 from .constants import MANIFEST_FORMAT
 from .errors import DatasetError
 from .io import write_json
 
 SAMPLE_KEYS = ("path", "clip", "frame", "actor", "valence", "arousal")
+# Settings that define the features: two feature sets that differ in one of these are different inputs.
+FEATURE_IDENTITY_KEYS = ("color_space", "crop", "image_size", "pretrained_sha256", "precision")
+# The seed's names for RGB features; every other colour space gets `features_<space>` (hsv: the seed's too).
+RGB_FEATURE_DIR = "features"
+
+
+def default_feature_paths(color_space: str) -> tuple[str, str]:
+    """Default (feature folder, manifest file) of a colour space: features/ + features_manifest.json for rgb,
+    features_<space>/ + features_<space>_manifest.json otherwise (features_hsv/, as the seed named it)."""
+    folder = RGB_FEATURE_DIR if color_space == "rgb" else f"{RGB_FEATURE_DIR}_{color_space}"
+    return folder, f"{folder}_manifest.json"
 
 
 @dataclass
@@ -24,6 +36,14 @@ class Manifest:
     path: Path
     settings: dict  # {} for the seed's format
     samples: list[dict]
+
+    @property
+    def color_space(self) -> str | None:
+        """The colour space in the settings; for the seed's manifest (no settings), the space whose default
+        manifest name this file has (features_hsv_manifest.json: hsv), else None."""
+        if "color_space" in self.settings:
+            return self.settings["color_space"]
+        return next((c for c in COLOR_SPACES if default_feature_paths(c)[1] == self.path.name), None)
 
     def resolve(self, sample: dict, data_root: str | os.PathLike | None = None) -> Path:
         """Absolute path of a sample's feature file: relative to `data_root`, by default the manifest's folder."""

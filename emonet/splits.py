@@ -9,6 +9,7 @@ measured and reported by `leakage_check`.
 A sample is a dict with at least `clip`, `frame` and (for actor splits) `actor`.
 """
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,6 +19,10 @@ from .metrics import ccc, pcc
 logger = logging.getLogger(__name__)
 
 SPLIT_MODES = ("clip", "actor", "frame")
+SIDES = ("train", "inner_val", "val")
+DEFAULT_VAL_SPLIT = 0.2
+# The inner split draws from its own stream of the seed, so that it does not disturb the outer split.
+INNER_SPLIT_STREAM = 1
 
 
 def sample_key(sample: dict, mode: str) -> str:
@@ -31,61 +36,116 @@ def sample_key(sample: dict, mode: str) -> str:
     raise ValueError(f"unknown split mode {mode!r}; choose one of {', '.join(SPLIT_MODES)}")
 
 
-def make_split(samples: list[dict], mode: str = "clip", val_split: float = 0.2, seed: int = 0,
-               folds: int | None = None, fold: int | None = None) -> dict:
-    """Assign whole clips (or actors, or frames) to train or val.
-
-    Holdout: a seeded random `val_split` fraction of the units goes to val. K-fold (`folds`=K, `fold`=i):
-    units are shuffled with the seed and dealt into K folds of about equal frame counts; fold i is val.
-    Returns a JSON-ready dict: mode, seed, val_split, folds, fold, and the sorted `train`/`val` unit lists.
-    """
-    if mode == "actor" and not all(s.get("actor") for s in samples):
-        raise DatasetError("--split actor needs every sample's actor; this manifest lacks them "
-                           "(the seed's manifest format has no actors: re-extract, or split by clip)")
+def unit_frame_counts(samples: list[dict], mode: str) -> dict[str, int]:
+    """Frames per unit (clip, actor or frame) of `samples`."""
     counts: dict[str, int] = {}
     for s in samples:
         key = sample_key(s, mode)
         counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def assign_folds(samples: list[dict], mode: str, folds: int, seed: int) -> list[list[str]]:
+    """Group K-fold: units shuffled with `seed`, then dealt largest first to the fold with the fewest frames
+    so far, so that folds hold about equal frame counts. Returns K sorted lists of unit ids."""
+    counts = unit_frame_counts(samples, mode)
     units = sorted(counts)
+    if not 2 <= folds <= len(units):
+        raise DatasetError(f"--folds {folds}: need 2 <= K <= {len(units)} (the number of {mode}s)")
+    order = [units[i] for i in np.random.default_rng(seed).permutation(len(units))]
+    load = np.zeros(folds)
+    assignment: list[list[str]] = [[] for _ in range(folds)]
+    for unit in sorted(order, key=lambda u: -counts[u]):  # stable: ties keep the seeded order
+        k = int(np.argmin(load))
+        assignment[k].append(unit)
+        load[k] += counts[unit]
+    return [sorted(fold) for fold in assignment]
+
+
+def _hold_out(units: list[str], fraction: float, rng: np.random.Generator) -> set[str]:
+    """A seeded `fraction` of `units` (at least one, and at least one left over)."""
+    n = min(max(1, round(fraction * len(units))), len(units) - 1)
+    return {units[i] for i in rng.permutation(len(units))[:n]}
+
+
+def make_split(samples: list[dict], mode: str = "clip", val_split: float | None = DEFAULT_VAL_SPLIT, seed: int = 0,
+               folds: int | None = None, fold: int | None = None, inner_val_split: float | None = None) -> dict:
+    """Assign whole clips (or actors, or frames) to train, inner_val or val.
+
+    Holdout: a seeded random `val_split` fraction of the units goes to val. K-fold (`folds`=K, `fold`=i):
+    see `assign_folds`; fold i is val. With `inner_val_split`, that fraction of the remaining units becomes
+    `inner_val`, on which the best epoch is chosen; val is then untouched until evaluation.
+    Returns a JSON-ready dict: mode, seed, val_split, folds, fold, inner_val_split and the sorted `train`,
+    `inner_val` and `val` unit lists.
+    """
+    if mode == "actor" and not all(s.get("actor") for s in samples):
+        raise DatasetError("--split actor needs every sample's actor; this manifest lacks them "
+                           "(the seed's manifest format has no actors: re-extract, or split by clip)")
+    units = sorted(unit_frame_counts(samples, mode))
     if len(units) < 2:
         raise DatasetError(f"cannot split {len(units)} {mode}(s) into train and validation")
-    order = [units[i] for i in np.random.default_rng(seed).permutation(len(units))]
     if folds is not None:
-        if fold is None or not 0 <= fold < folds or folds < 2 or folds > len(units):
-            raise DatasetError(f"--folds {folds} --fold {fold}: need 2 <= K <= {len(units)} {mode}s and 0 <= i < K")
-        load = np.zeros(folds)
-        assignment = {}
-        for unit in sorted(order, key=lambda u: -counts[u]):  # largest first, each to the lightest fold
-            k = int(np.argmin(load))
-            assignment[unit] = k
-            load[k] += counts[unit]
-        val = {u for u in units if assignment[u] == fold}
+        if fold is None or not 0 <= fold < folds:
+            raise DatasetError(f"--folds {folds} --fold {fold}: need 0 <= i < K")
+        val = set(assign_folds(samples, mode, folds, seed)[fold])
+        val_split = None
     else:
+        val_split = DEFAULT_VAL_SPLIT if val_split is None else val_split
         if not 0 < val_split < 1:
             raise DatasetError(f"--val_split {val_split}: must be between 0 and 1")
-        n_val = min(max(1, round(val_split * len(units))), len(units) - 1)
-        val = set(order[:n_val])
-    return {"mode": mode, "seed": seed, "val_split": val_split, "folds": folds, "fold": fold,
-            "train": sorted(set(units) - val), "val": sorted(val)}
+        val = _hold_out(units, val_split, np.random.default_rng(seed))
+    return split_with_inner(mode, seed, sorted(set(units) - val), sorted(val), inner_val_split,
+                            val_split=val_split, folds=folds, fold=fold)
 
 
-def split_indices(samples: list[dict], split: dict) -> tuple[np.ndarray, np.ndarray]:
-    """Indices of `samples` on the train and val sides of a split made by `make_split`.
+def split_with_inner(mode: str, seed: int, train: list[str], val: list[str], inner_val_split: float | None,
+                     **record) -> dict:
+    """The split dict for given train and val units, carving `inner_val` out of train when asked."""
+    inner: set[str] = set()
+    if inner_val_split is not None:
+        if len(train) < 2:
+            raise DatasetError(f"--inner_val_split needs at least 2 training {mode}s, found {len(train)}")
+        inner = _hold_out(train, inner_val_split, np.random.default_rng([seed, INNER_SPLIT_STREAM]))
+    return {"mode": mode, "seed": seed, **record, "inner_val_split": inner_val_split,
+            "train": sorted(set(train) - inner), "inner_val": sorted(inner), "val": sorted(val)}
 
-    Samples whose unit is on neither side (clips left out by --limit when the split was made, say) belong
-    to no side: they are left out, with a warning. A split that matches no sample at all is an error.
+
+@dataclass(frozen=True)
+class SplitIndices:
+    """Sample indices of each side of a split. `selection` is where the best epoch is chosen."""
+
+    train: np.ndarray
+    inner_val: np.ndarray
+    val: np.ndarray
+
+    @property
+    def selection(self) -> np.ndarray:
+        return self.inner_val if len(self.inner_val) else self.val
+
+
+def selection_side(split: dict) -> str:
+    """The side of a stored split on which the best epoch was chosen."""
+    return "inner_val" if split.get("inner_val") else "val"
+
+
+def split_indices(samples: list[dict], split: dict) -> SplitIndices:
+    """Indices of `samples` on each side of a split made by `make_split`.
+
+    Samples whose unit is on no side (clips left out by --limit when the split was made, say) belong
+    to none: they are left out, with a warning. A split that matches no sample at all is an error.
     """
-    train, val = set(split["train"]), set(split["val"])
+    sides = {side: set(split.get(side, ())) for side in SIDES}
     keys = [sample_key(s, split["mode"]) for s in samples]
-    unknown = sorted({k for k in keys if k not in train and k not in val})
+    known = set().union(*sides.values())
+    unknown = sorted({k for k in keys if k not in known})
     if unknown:
         logger.warning("%d %s(s) of the data are not in the stored split (e.g. %s); they are left out",
                        len(unknown), split["mode"], unknown[0])
     if len(unknown) == len(set(keys)):
         raise DatasetError(f"none of the data's {split['mode']}s is in the stored split: "
                            "the data differ from those the model was trained on")
-    return (np.array([i for i, k in enumerate(keys) if k in train], dtype=np.int64),
-            np.array([i for i, k in enumerate(keys) if k in val], dtype=np.int64))
+    return SplitIndices(*(np.array([i for i, k in enumerate(keys) if k in sides[side]], dtype=np.int64)
+                          for side in SIDES))
 
 
 def leakage_check(train: list[dict], evaluated: list[dict]) -> dict:

@@ -26,6 +26,21 @@ def real_labels() -> dict | None:
     return json.loads(LABELS_PATH.read_text())["clips"]
 
 
+def clip_labels(n_clips: int) -> dict:
+    """Labels of the first `n_clips` clips: the real ones where available, else slowly drifting integer labels
+    in clips of 10 to 80 frames (the real data's kind of structure)."""
+    labels = real_labels()
+    if labels is not None:
+        return {clip: labels[clip] for clip in sorted(labels)[:n_clips]}
+    rng = np.random.default_rng(0)
+    out = {}
+    for c in range(1, n_clips + 1):
+        n = int(rng.integers(10, 80))
+        walks = [np.clip(np.round(np.cumsum(rng.normal(0, 0.3, n)) + rng.integers(-5, 6)), -10, 10) for _ in range(2)]
+        out[f"{c:03d}"] = {"valence": walks[0].tolist(), "arousal": walks[1].tolist()}
+    return out
+
+
 @pytest.fixture(scope="session")
 def afew_labels() -> dict:
     labels = real_labels()

@@ -100,7 +100,8 @@ def test_changed_settings_are_refused(hsv_run, afew_tree, released_checkpoint, m
     monkeypatch.chdir(hsv_run)
     base = ["--dataset_root", str(afew_tree), "--limit", "1"]
     with pytest.raises(DatasetError, match=r"color_space: 'hsv' -> 'rgb'.*refusing to mix"):
-        _run(extract_features_hsv_crop, [*base, "--pretrained_path", str(released_checkpoint), "--color_space", "rgb"])
+        _run(extract_features_hsv_crop, [*base, "--pretrained_path", str(released_checkpoint), "--color_space", "rgb",
+                                         "--output_dir", "features_hsv"])
     with pytest.raises(DatasetError, match=r"crop: 'landmarks' -> 'resize'"):
         _run(extract_features_hsv_crop, [*base, "--pretrained_path", str(released_checkpoint), "--crop", "resize"])
     other = tmp_path / "emonet_8.pth"

@@ -8,7 +8,7 @@ import torch
 
 import evaluate_hsv_model
 import train_emonet_features
-from conftest import NO_LABELS_REASON, real_labels
+from conftest import NO_LABELS_REASON, clip_labels, real_labels
 from emonet.cli import run
 from emonet.errors import CheckpointError, DatasetError
 from emonet.metrics import regression_metrics
@@ -21,16 +21,7 @@ needs_labels = pytest.mark.skipif(LABELS is None, reason=NO_LABELS_REASON)
 
 
 def _labels() -> dict:
-    if LABELS is not None:
-        return {clip: LABELS[clip] for clip in sorted(LABELS)[:N_CLIPS]}
-    # Without the real labels: slowly drifting integer labels in clips of 10 to 80 frames.
-    rng = np.random.default_rng(0)
-    out = {}
-    for c in range(1, N_CLIPS + 1):
-        n = int(rng.integers(10, 80))
-        walks = [np.clip(np.round(np.cumsum(rng.normal(0, 0.3, n)) + rng.integers(-5, 6)), -10, 10) for _ in range(2)]
-        out[f"{c:03d}"] = {"valence": walks[0].tolist(), "arousal": walks[1].tolist()}
-    return out
+    return clip_labels(N_CLIPS)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +60,8 @@ def _samples(folder):
 def test_clip_and_actor_splits_are_disjoint(feature_dir, mode):
     samples = _samples(feature_dir)
     split = make_split(samples, mode, 0.2, seed=3)
-    train_idx, val_idx = split_indices(samples, split)
+    sides = split_indices(samples, split)
+    train_idx, val_idx = sides.train, sides.val
     assert len(train_idx) + len(val_idx) == len(samples)
     for key in ("clip", "actor"):
         if key == "clip" or mode == "actor":
@@ -167,4 +159,5 @@ def test_pretrained_zero_shot_and_wrong_checkpoint_type(feature_dir, clip_run, t
     args = evaluate_hsv_model.get_args_parser().parse_args(
         ["--model_type", "full", "--model_path", str(clip_run / "best_model.pth"), "--output_dir", str(tmp_path)])
     assert run(evaluate_hsv_model.main, args) == 1
-    assert "holds a 'feature_head' model, expected 'emonet'" in caplog.text
+    assert "holds a 'feature_head' model (made by train_emonet_features.py; evaluate it with --model_type feature)" \
+        in caplog.text
