@@ -15,7 +15,7 @@ from pathlib import Path
 
 from emonet.cli import add_training_arguments, check_training_args, run
 from emonet.device import resolve_device
-from emonet.features import load_feature_set, train_feature_head
+from emonet.features import HEAD_DEFAULTS, load_feature_set, train_feature_head
 from emonet.manifest import FEATURE_IDENTITY_KEYS, read_manifest
 from emonet.splits import make_split, split_indices
 from emonet.training import (RESUME_FIXED_ARGS, check_output_dir, check_resume, load_training_checkpoint,
@@ -32,7 +32,7 @@ def get_args_parser():
     parser.add_argument("--data_root", default=None,
                         help="folder the manifest's paths are relative to (default: the manifest's folder)")
     parser.add_argument("--dropout", type=float, default=0.2, help="dropout after each hidden layer (default: 0.2)")
-    add_training_arguments(parser, batch_size=64, epochs=50, learning_rate=1e-3, output_kind=OUTPUT_KIND)
+    add_training_arguments(parser, HEAD_DEFAULTS, OUTPUT_KIND)
     return parser
 
 

@@ -14,13 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from emonet.cli import (add_frame_arguments, add_loader_arguments, add_training_arguments, check_training_args,
-                        dataset_root_or_env, run)
+from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_training_arguments, check_finetune_args,
+                        check_training_args, dataset_root_or_env, run)
 from emonet.constants import AFEW_VA_ROOT_ENV
-from emonet.device import amp_enabled
 from emonet.distributed import init_distributed
-from emonet.errors import EmoNetError
-from emonet.finetune import FINETUNE_FIXED_ARGS, finetune_emonet, load_frames_for
+from emonet.finetune import FINETUNE_DEFAULTS, FINETUNE_FIXED_ARGS, finetune_emonet, load_frames_for
 from emonet.io import sha256_file
 from emonet.splits import make_split, split_indices
 from emonet.training import (RESUME_FIXED_ARGS, check_output_dir, check_resume, load_training_checkpoint,
@@ -36,38 +34,15 @@ def get_args_parser():
     parser.add_argument("--data_root", default=None,
                         help="the seed's flag: a folder holding AFEW-VA/ (or the clip folders), used when neither "
                              f"--dataset_root nor ${AFEW_VA_ROOT_ENV} is set")
-    parser.add_argument("--n_expression", type=int, default=None,
-                        help="expression classes; must match the checkpoint (default: inferred from it)")
-    parser.add_argument("--freeze_backbone", action="store_true",
-                        help="train the emotion branch only; the face-alignment part stays as loaded (default: off)")
-    parser.add_argument("--augment", action=argparse.BooleanOptionalAction, default=True,
-                        help="flip, scale, rotation and shift of the crop box for training (default: on)")
-    parser.add_argument("--colour_jitter", type=float, default=0.0,
-                        help="brightness/contrast/saturation jitter before colour conversion, with --augment (default: 0)")
-    parser.add_argument("--grad_clip", type=float, default=None, help="clip the gradient norm to this (default: off)")
-    parser.add_argument("--sync_bn", action="store_true",
-                        help="under torchrun on GPUs: SyncBatchNorm for the trainable BatchNorm layers (default: off)")
-    add_loader_arguments(parser)
-    parser.add_argument("--limit", type=int, default=None, help="only the first N clips, for a quick try (default: all)")
-    add_training_arguments(parser, batch_size=32, epochs=10, learning_rate=1e-4, output_kind=OUTPUT_KIND)
+    add_finetune_arguments(parser)
+    add_training_arguments(parser, FINETUNE_DEFAULTS, OUTPUT_KIND)
     return parser
-
-
-def check_finetune_args(args, dist) -> None:
-    """Refuse fine-tuning flags that would be ignored or cannot work, before any work."""
-    check_training_args(args)
-    amp_enabled(dist.device, args.amp)
-    if args.colour_jitter and not args.augment:
-        raise EmoNetError("--colour_jitter is part of the augmentation: it does nothing with --no-augment")
-    if args.sync_bn and not dist.is_distributed:
-        raise EmoNetError("--sync_bn synchronises BatchNorm across processes: launch with torchrun --nproc_per_node N")
-    if args.sync_bn and dist.device.type != "cuda":
-        raise EmoNetError("--sync_bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only")
 
 
 def main(args):
     dist = init_distributed(args.device)
     try:
+        check_training_args(args)
         check_finetune_args(args, dist)
         train(args, dist)
     finally:

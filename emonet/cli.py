@@ -8,7 +8,7 @@ import sys
 from .colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
 from .constants import AFEW_VA_ROOT_ENV, DEFAULT_PRETRAINED_PATH
 from .crop import CROP_MODES, DEFAULT_CROP
-from .device import DEVICE_CHOICES
+from .device import DEVICE_CHOICES, amp_enabled
 from .errors import EmoNetError
 from .losses import LOSS_NAMES
 from .splits import DEFAULT_VAL_SPLIT, SPLIT_MODES
@@ -49,19 +49,21 @@ def dataset_root_or_env(value: str | None, fallback: str | None = None) -> str:
     return root
 
 
-def add_frame_arguments(parser, color_space: str | None = "hsv") -> None:
+def add_frame_arguments(parser, color_space: str | None = "hsv", one_space: bool = True) -> None:
     """Where frames come from and how they become EmoNet input (extraction, fine-tuning, evaluation).
 
     `color_space=None` leaves --color_space and --crop unset, for a script in which a checkpoint or a
     manifest decides them: a value given there is then checked against theirs, never silently ignored.
+    `one_space=False` leaves --color_space out (for a script that takes several).
     """
     parser.add_argument("--dataset_root", default=None,
                         help=f"AFEW-VA folder holding 001/ ... 600/ (default: ${AFEW_VA_ROOT_ENV})")
     parser.add_argument("--pretrained_path", default=DEFAULT_PRETRAINED_PATH,
                         help=f"released EmoNet weights (default: {DEFAULT_PRETRAINED_PATH})")
     decided = "the checkpoint's or manifest's; without one, {}"
-    parser.add_argument("--color_space", choices=COLOR_SPACES, default=color_space,
-                        help=f"colour space fed to EmoNet (default: {color_space or decided.format(DEFAULT_COLOR_SPACE)})")
+    if one_space:
+        parser.add_argument("--color_space", choices=COLOR_SPACES, default=color_space,
+                            help=f"colour space fed to EmoNet (default: {color_space or decided.format(DEFAULT_COLOR_SPACE)})")
     parser.add_argument("--crop", choices=CROP_MODES, default=color_space and DEFAULT_CROP,
                         help="landmarks: EmoNet's face crop; resize: whole frame resized, as the seed did "
                              f"(default: {DEFAULT_CROP if color_space else decided.format(DEFAULT_CROP)})")
@@ -99,23 +101,64 @@ def add_extraction_arguments(parser, color_space: str) -> None:
     parser.add_argument("--strict", action="store_true", help="exit 1 when any frame or clip failed (default: exit 0)")
 
 
-def add_optimisation_arguments(parser, batch_size: int, epochs: int, learning_rate: float) -> None:
-    """How a model is optimised: the training scripts and the colour-space comparison give them one meaning."""
-    parser.add_argument("--batch_size", type=int, default=batch_size, help=f"batch size (default: {batch_size})")
-    parser.add_argument("--epochs", type=int, default=epochs, help=f"epochs (default: {epochs})")
-    parser.add_argument("--learning_rate", type=float, default=learning_rate, help=f"learning rate (default: {learning_rate:g})")
+def add_optimisation_arguments(parser, defaults: dict | None, save_freq: int = 10) -> None:
+    """How a model is optimised: the training scripts and the colour-space comparison give them one meaning.
+
+    `defaults`: batch_size, epochs and learning_rate (`features.HEAD_DEFAULTS`, `finetune.FINETUNE_DEFAULTS`);
+    None leaves them unset, for a script whose approach decides them.
+    """
+    def default(name: str):
+        return defaults[name] if defaults else None
+
+    def note(name: str) -> str:
+        return f"{defaults[name]:g}" if defaults else "that of the approach's training script"
+
+    parser.add_argument("--batch_size", type=int, default=default("batch_size"), help=f"batch size (default: {note('batch_size')})")
+    parser.add_argument("--epochs", type=int, default=default("epochs"), help=f"epochs (default: {note('epochs')})")
+    parser.add_argument("--learning_rate", type=float, default=default("learning_rate"),
+                        help=f"learning rate (default: {note('learning_rate')})")
     parser.add_argument("--weight_decay", type=float, default=0.0, help="weight decay (default: 0)")
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default="adam", help="optimizer (default: adam)")
     parser.add_argument("--loss_function", choices=LOSS_NAMES, default="ccc",
                         help="ccc: 1 - CCC over the batch, averaged over valence and arousal (default: ccc)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the split, initialisation and shuffling (default: 0)")
-    parser.add_argument("--save_freq", type=int, default=10,
-                        help="write checkpoint_epoch_N.pth and the curves every N epochs; 0: never (default: 10)")
+    parser.add_argument("--save_freq", type=int, default=save_freq,
+                        help=f"write checkpoint_epoch_N.pth and the curves every N epochs; 0: only at the end "
+                             f"(default: {save_freq})")
 
 
-def add_training_arguments(parser, batch_size: int, epochs: int, learning_rate: float, output_kind: str) -> None:
+def add_finetune_arguments(parser) -> None:
+    """What fine-tuning EmoNet on frames takes besides the frames and the optimisation flags."""
+    parser.add_argument("--n_expression", type=int, default=None,
+                        help="expression classes; must match the checkpoint (default: inferred from it)")
+    parser.add_argument("--freeze_backbone", action="store_true",
+                        help="train the emotion branch only; the face-alignment part stays as loaded (default: off)")
+    parser.add_argument("--augment", dest="augment", action="store_true", default=True,
+                        help="flip, scale, rotation and shift of the crop box for training (default: on)")
+    parser.add_argument("--no-augment", dest="augment", action="store_false", help="train on the plain crops")
+    parser.add_argument("--colour_jitter", type=float, default=0.0,
+                        help="brightness/contrast/saturation jitter before colour conversion, with --augment (default: 0)")
+    parser.add_argument("--grad_clip", type=float, default=None, help="clip the gradient norm to this (default: off)")
+    parser.add_argument("--sync_bn", action="store_true",
+                        help="under torchrun on GPUs: SyncBatchNorm for the trainable BatchNorm layers (default: off)")
+    add_loader_arguments(parser)
+    parser.add_argument("--limit", type=int, default=None, help="only the first N clips, for a quick try (default: all)")
+
+
+def check_finetune_args(args, dist) -> None:
+    """Refuse fine-tuning flags that would be ignored or cannot work (`dist`: this process's place in the job)."""
+    amp_enabled(dist.device, args.amp)
+    if args.colour_jitter and not args.augment:
+        raise EmoNetError("--colour_jitter is part of the augmentation: it does nothing with --no-augment")
+    if args.sync_bn and not dist.is_distributed:
+        raise EmoNetError("--sync_bn synchronises BatchNorm across processes: launch with torchrun --nproc_per_node N")
+    if args.sync_bn and dist.device.type != "cuda":
+        raise EmoNetError("--sync_bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only")
+
+
+def add_training_arguments(parser, defaults: dict, output_kind: str) -> None:
     """Optimisation, split and checkpointing flags shared by both training scripts."""
-    add_optimisation_arguments(parser, batch_size, epochs, learning_rate)
+    add_optimisation_arguments(parser, defaults)
     parser.add_argument("--split", choices=SPLIT_MODES, default="clip",
                         help="unit kept whole on one side: clip, actor, or frame (leaks: neighbouring frames "
                              "of a clip end up on both sides; only to reproduce the seed) (default: clip)")

@@ -38,6 +38,8 @@ FEATURE_KEYS = ("features", "feature")
 # training it on one thread also makes its floats independent of the machine's core count.
 HEAD_THREADS = 1
 PREDICT_BATCH = 4096
+# Optimisation defaults of train_emonet_features.py (and of the head comparison).
+HEAD_DEFAULTS = {"batch_size": 64, "epochs": 50, "learning_rate": 1e-3}
 
 
 @dataclass

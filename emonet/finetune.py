@@ -32,6 +32,8 @@ from .training import TrainingRun, epoch_generator, fit, make_optimizer, va_ccc
 
 logger = logging.getLogger(__name__)
 
+# Optimisation defaults of train_emonet_hsv.py (and of the fine-tuning comparison).
+FINETUNE_DEFAULTS = {"batch_size": 32, "epochs": 10, "learning_rate": 1e-4}
 # Flags of a fine-tuning run that a resumed run must keep, besides training.RESUME_FIXED_ARGS.
 FINETUNE_FIXED_ARGS = ("color_space", "crop", "freeze_backbone", "augment", "colour_jitter", "grad_clip", "limit",
                        "amp", "n_expression", "sync_bn")

@@ -1,6 +1,6 @@
 """Deterministic stand-ins for the things this project cannot download: EmoNet weights and AFEW-VA.
 
-Used by the tests and the benchmarks. The weight recipe is the one the reference outputs in
+Used by the tests, the benchmarks and `compare_color_spaces.py --demo`. The weight recipe is the one the reference outputs in
 `tests/data/emonet_golden.npz` were computed with (see `../shared/reference/README.md`).
 """
 import json
@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import torch
 
-from .constants import FEATURE_DIM, FLIP_ORDER_68, IMAGE_SIZE, LABEL_SCALE, NUM_LANDMARKS
+from .constants import FEATURE_DIM, FLIP_ORDER_68, IMAGE_SIZE, LABEL_MAX, LABEL_MIN, LABEL_SCALE, NUM_LANDMARKS
 from .manifest import write_manifest
 from .model import EmoNet
 
@@ -171,6 +171,27 @@ def write_feature_set(folder: Path, labels: dict, manifest_name: str = "features
     else:
         write_manifest(manifest, {"color_space": color_space, "crop": "landmarks", "image_size": IMAGE_SIZE}, samples)
     return manifest
+
+
+def synthetic_labels(n_clips: int, min_frames: int, max_frames: int, seed: int = 0) -> dict:
+    """Labels with AFEW-VA's structure, for where the real ones are absent: integers in [-10, 10] that drift
+    slowly within a clip of min_frames..max_frames frames, from a start drawn per clip (valence around -1,
+    arousal around 2, as in the real data). Same format as afew_va_labels.json's `clips`."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for c in range(1, n_clips + 1):
+        n = int(rng.integers(min_frames, max_frames + 1))
+        starts = (rng.normal(-1.2, 2.8), rng.normal(2.4, 2.5))
+        walks = [np.clip(np.round(start + np.cumsum(rng.normal(0, 0.3, n))), LABEL_MIN, LABEL_MAX) for start in starts]
+        out[f"{c:03d}"] = {"valence": walks[0].tolist(), "arousal": walks[1].tolist()}
+    return out
+
+
+def write_demo_dataset(folder: Path, clips: int, frames_per_clip: int) -> tuple[Path, Path]:
+    """An AFEW-VA-format sample (`synthetic_labels`, the astronaut's face) and a checkpoint with the
+    deterministic weights, for a first run without the data: (dataset root, checkpoint)."""
+    root = write_afew_va_tree(folder / "AFEW-VA", synthetic_labels(clips, frames_per_clip, frames_per_clip), frames_per_clip)
+    return root, write_released_checkpoint(folder / "emonet_8.pth")
 
 
 def write_synthetic_dataset(folder: Path, clips: int, frames_per_clip: int, seed: int = 0) -> tuple[Path, Path]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from emonet.testing import write_afew_va_tree, write_released_checkpoint
+from emonet.testing import synthetic_labels, write_afew_va_tree, write_released_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -27,18 +27,12 @@ def real_labels() -> dict | None:
 
 
 def clip_labels(n_clips: int) -> dict:
-    """Labels of the first `n_clips` clips: the real ones where available, else slowly drifting integer labels
-    in clips of 10 to 80 frames (the real data's kind of structure)."""
+    """Labels of the first `n_clips` clips: the real ones where available, else synthetic ones with their
+    structure (clips of 10 to 80 frames of slowly drifting integers)."""
     labels = real_labels()
     if labels is not None:
         return {clip: labels[clip] for clip in sorted(labels)[:n_clips]}
-    rng = np.random.default_rng(0)
-    out = {}
-    for c in range(1, n_clips + 1):
-        n = int(rng.integers(10, 80))
-        walks = [np.clip(np.round(np.cumsum(rng.normal(0, 0.3, n)) + rng.integers(-5, 6)), -10, 10) for _ in range(2)]
-        out[f"{c:03d}"] = {"valence": walks[0].tolist(), "arousal": walks[1].tolist()}
-    return out
+    return synthetic_labels(n_clips, 10, 80)
 
 
 @pytest.fixture(scope="session")
