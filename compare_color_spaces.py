@@ -153,7 +153,7 @@ def demo_manifests(args) -> list[str]:
     for space in DEMO_SPACES:
         features, manifest = default_feature_paths(space)
         result = extract_features(ExtractionConfig(str(root), str(folder / features), str(folder / manifest), str(checkpoint),
-                                                   color_space=space, device=args.device, num_workers=1,
+                                                   color_space=space, device=args.device,
                                                    progress=not args.no_progress))
         print(f"demo {space} features: {result.summary()}")
         manifests.append(f"{space}={folder / manifest}")

@@ -81,12 +81,13 @@ def _resolve_input(args, ckpt: dict | None, on_frames: bool) -> dict:
         if not manifest_file:
             raise EmoNetError("--manifest_file is needed (no checkpoint names one)")
         manifest = read_manifest(manifest_file)
+        described = manifest.described_settings
         for key, value in given.items():
-            if manifest.settings.get(key, value) != value:
-                raise EmoNetError(f"--{key} {value}: the manifest {manifest.path} holds {manifest.settings[key]!r} "
+            if described.get(key, value) != value:
+                raise EmoNetError(f"--{key} {value}: the manifest {manifest.path} holds {described[key]!r} "
                                   "features; drop the flag (the manifest decides)")
         return {"manifest": manifest, "manifest_file": str(manifest.path.resolve()), "dataset_root": None,
-                "color_space": manifest.settings.get("color_space"), "crop": manifest.settings.get("crop")}
+                "color_space": described.get("color_space"), "crop": described.get("crop")}
     for flag, value in (("--manifest_file", args.manifest_file), ("--data_root", args.data_root)):
         if value:
             raise EmoNetError(f"{flag} applies to features; --model_type {args.model_type} here runs on frames")
@@ -120,14 +121,16 @@ def evaluate_features(args, ckpt: dict | None, source: dict) -> tuple[list[dict]
     data = load_feature_set(manifest, args.data_root, progress=not args.no_progress)
     if args.model_type == "feature":
         for key in ("color_space", "crop"):
-            trained, given = ckpt["settings"].get(key), manifest.settings.get(key)
+            trained, given = ckpt["settings"].get(key), manifest.described_settings.get(key)
             if trained is not None and given is not None and trained != given:
                 raise EmoNetError(f"the model was trained on {key} {trained!r} but manifest {manifest.path} has "
                                   f"{given!r}; evaluate it on matching input")
     chosen, development = _subset(data.samples, ckpt["split"] if ckpt else None, args.subset)
     if args.model_type == "pretrained":
         if data.emonet_va is None:
-            raise EmoNetError(f"{manifest.path}: the feature files lack EmoNet's own outputs (older extraction)")
+            raise EmoNetError(f"{manifest.path}: the feature files lack EmoNet's own outputs (the seed's files and "
+                              "older extractions hold the features only); score EmoNet zero-shot on the frames instead "
+                              "(--pretrained_path PATH --dataset_root ROOT) or re-extract the features")
         pred = data.emonet_va[chosen] * LABEL_SCALE
     else:
         pred = predict_head(load_head(ckpt), data.features[chosen], resolve_device(args.device))

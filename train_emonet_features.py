@@ -46,7 +46,7 @@ def main(args):
     if resumed:
         check_resume(args.resume, resumed, args.epochs,
                      resume_changes(resumed["args"], vars(args), (*RESUME_FIXED_ARGS, "dropout"))
-                     + resume_changes(resumed["settings"], manifest.settings, FEATURE_IDENTITY_KEYS))
+                     + resume_changes(resumed["settings"], manifest.described_settings, FEATURE_IDENTITY_KEYS))
     data_root = Path(args.data_root) if args.data_root else manifest.path.parent
     data = load_feature_set(manifest, data_root, progress=not args.no_progress)
     split = resumed["split"] if resumed else make_split(data.samples, args.split, args.val_split, args.seed, args.folds,
@@ -54,7 +54,7 @@ def main(args):
     indices = split_indices(data.samples, split)
     meta = {
         "model_type": MODEL_TYPE, "args": vars(args), "split": split,
-        "settings": {**manifest.settings, "manifest_file": str(manifest.path.resolve()), "data_root": str(data_root.resolve())},
+        "settings": {**manifest.described_settings, "manifest_file": str(manifest.path.resolve()), "data_root": str(data_root.resolve())},
     }
     selection = "inner validation" if len(indices.inner_val) else "validation"
     print(f"{len(indices.train)} training, {len(indices.inner_val)} inner validation and {len(indices.val)} "

@@ -17,9 +17,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emonet.afew_va import read_afew_va  # noqa: E402
 from emonet.checkpoint import load_emonet  # noqa: E402
-from emonet.data import Augment, FrameDataset  # noqa: E402
-from emonet.device import amp_enabled, resolve_device  # noqa: E402
+from emonet.data import Augment, FrameDataset, loader_workers  # noqa: E402
+from emonet.device import amp_enabled, describe_machine, resolve_device  # noqa: E402
 from emonet.finetune import train_epoch  # noqa: E402
+from emonet.io import write_json  # noqa: E402
 from emonet.losses import ccc_loss  # noqa: E402
 from emonet.testing import write_synthetic_dataset  # noqa: E402
 from emonet.training import make_optimizer  # noqa: E402
@@ -31,9 +32,11 @@ def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=32, help="training frames per timed epoch (default: 32)")
     parser.add_argument("--batch_size", type=int, default=8, help="batch size (default: 8)")
-    parser.add_argument("--num_workers", type=int, default=2, help="DataLoader workers (default: 2)")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="DataLoader workers (default: as the scripts, 0 on the CPU, min(4, CPUs) on CUDA)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda (default: auto)")
-    parser.add_argument("--amp", action="store_true", help="bf16 autocast on CUDA (default: off)")
+    parser.add_argument("--amp", action="store_true",
+                        help="bf16 autocast, on CUDA or a CPU with bf16 instructions (default: off)")
     parser.add_argument("--output", default=None, help="also write the figures to this JSON file")
     return parser
 
@@ -63,13 +66,13 @@ def main(args):
         root, ckpt = write_synthetic_dataset(tmp, -(-args.frames // FRAMES_PER_CLIP), FRAMES_PER_CLIP)
         frames, _ = read_afew_va(root)
         dataset = FrameDataset(frames[: args.frames], "hsv", "landmarks", Augment())
-        results = {"device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu x{torch.get_num_threads()} threads",
-                   "frames": len(dataset), "batch_size": args.batch_size, "amp": amp, "num_workers": args.num_workers}
+        results = {"machine": describe_machine(device), "frames": len(dataset), "batch_size": args.batch_size, "amp": amp,
+                   "num_workers": loader_workers(args.num_workers, device)}
         results["frozen_frames_per_s"] = frames_per_second(True, dataset, ckpt, device, args, amp)
         results["unfrozen_frames_per_s"] = frames_per_second(False, dataset, ckpt, device, args, amp)
     print(json.dumps(results, indent=2))
     if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2))
+        write_json(args.output, results)
 
 
 if __name__ == "__main__":

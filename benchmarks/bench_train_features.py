@@ -20,7 +20,9 @@ from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from emonet.constants import LABEL_SCALE  # noqa: E402
+from emonet.device import describe_machine  # noqa: E402
 from emonet.features import FeatureHead, load_feature_set, train_head_epoch  # noqa: E402
+from emonet.io import write_json  # noqa: E402
 from emonet.losses import ccc_loss  # noqa: E402
 from emonet.manifest import read_manifest  # noqa: E402
 from emonet.testing import write_feature_set  # noqa: E402
@@ -98,14 +100,15 @@ def main(args):
     steps_per_epoch = -(-len(paths) // args.batch_size)
     disk_s = per_step_s * steps_per_epoch * args.epochs
     results = {
-        "files": len(paths), "epochs": args.epochs, "batch_size": args.batch_size, "cpu_threads": torch.get_num_threads(),
+        "machine": describe_machine(torch.device("cpu")), "files": len(paths), "epochs": args.epochs,
+        "batch_size": args.batch_size,
         "write_files_s": write_s, "load_s": load_s, "train_in_memory_s": memory_s,
         "train_from_disk_s_extrapolated": disk_s, "speedup": disk_s / memory_s,
         "in_memory_plus_load_speedup": disk_s / (memory_s + load_s),
     }
     print(json.dumps(results, indent=2))
     if args.output:
-        Path(args.output).write_text(json.dumps(results, indent=2))
+        write_json(args.output, results)
 
 
 if __name__ == "__main__":

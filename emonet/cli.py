@@ -36,10 +36,6 @@ def run(main, args) -> int:
         return 130
 
 
-def default_workers() -> int:
-    return min(4, os.cpu_count() or 1)
-
-
 def dataset_root_or_env(value: str | None, fallback: str | None = None) -> str:
     """--dataset_root, else $AFEW_VA_ROOT, else `fallback` (the seed's --data_root, where a script has it)."""
     root = value or os.environ.get(AFEW_VA_ROOT_ENV) or fallback
@@ -71,8 +67,9 @@ def add_frame_arguments(parser, color_space: str | None = "hsv", one_space: bool
 
 def add_loader_arguments(parser) -> None:
     """Decoding in worker processes and mixed precision: every script that runs EmoNet on frames."""
-    parser.add_argument("--num_workers", type=int, default=default_workers(),
-                        help=f"DataLoader worker processes (default: {default_workers()}, min(4, CPUs))")
+    parser.add_argument("--num_workers", type=int, default=None,
+                        help="DataLoader worker processes that decode, crop and convert frames (default: 0 on the CPU, "
+                             "where a worker would take a core from the model, min(4, CPUs) on CUDA)")
     parser.add_argument("--amp", action="store_true",
                         help="bf16 autocast: on CUDA, or on a CPU with bf16 instructions (AVX-512 BF16 or AMX); "
                              "refused on other CPUs, where it is slower than float32 (default: off)")

@@ -207,8 +207,8 @@ def plot_report(report: dict, path: Path) -> "Figure":
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(loc="best", fontsize=8)
     p = report["protocol"]
-    fig.suptitle(f"{_approach_name(p)}: pooled CCC with {CI_LEVEL:.0%} {p['unit']}-bootstrap CI (diamonds), "
-                 f"{p['folds']} folds by {p['unit']} (dots)", fontsize=10)
+    fig.suptitle(f"{_approach_name(p)}\npooled CCC with {CI_LEVEL:.0%} {p['unit']}-bootstrap CI (diamonds), "
+                 f"{p['folds']} folds by {p['unit']} (dots)", fontsize=10)  # two lines: fits two colour spaces' width
     save_figure(fig, path)
     plt.close(fig)
     return fig

@@ -3,6 +3,7 @@
 Extraction, fine-tuning and evaluation all go through `FrameDataset`, so features and fine-tuning see
 identical input. Decoding errors do not stop a DataLoader: the sample comes back with `error` set.
 """
+import os
 from dataclasses import dataclass
 
 import cv2
@@ -14,6 +15,9 @@ from .afew_va import Frame
 from .colour import convert_colour
 from .constants import IMAGE_SIZE, LABEL_SCALE
 from .crop import crop_face, flip_landmarks
+
+# Decoding workers feeding a GPU when --num_workers is not given: enough to keep a card busy at EmoNet's size.
+GPU_LOADER_WORKERS = 4
 
 
 def read_rgb(path) -> np.ndarray:
@@ -109,11 +113,27 @@ class FrameDataset(Dataset):
         return {"image": image, "target": target, "index": index, "error": error}
 
 
-def frame_loader(dataset: FrameDataset, batch_size: int, num_workers: int, device: torch.device,
+def loader_workers(num_workers: int | None, device: torch.device) -> int:
+    """Worker processes for frames bound to `device`: `num_workers` when given, else 0 on the CPU and
+    GPU_LOADER_WORKERS (at most one per core) on CUDA.
+
+    On the CPU the model's intra-op threads already use every core, so a worker can only overlap the
+    loader's own share: decoding, crop and colour take 7 ms a frame (9 ms for Lab) against about 100 ms for
+    EmoNet's bf16 forward and 200 ms in float32 (2-core AMD EPYC, AVX-512 BF16). Measured end to end in bf16,
+    averaged over six sweeps of 32 to 192 frames: 8.3, 8.2 and 8.2 frames/s with 0, 1 and 2 workers, single
+    sweeps ranging from 7.6 to 8.9 in no consistent order (`benchmarks/bench_extract.py --workers_sweep`). 0
+    then costs nothing and saves the workers' start-up and memory.
+    """
+    if num_workers is not None:
+        return num_workers
+    return 0 if device.type == "cpu" else min(GPU_LOADER_WORKERS, os.cpu_count() or 1)
+
+
+def frame_loader(dataset: FrameDataset, batch_size: int, num_workers: int | None, device: torch.device,
                  sampler: Sampler | None = None, drop_last: bool = False) -> DataLoader:
-    """Batches of `dataset` in order (or in the order of `sampler`), decoded in `num_workers` processes."""
-    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last, num_workers=num_workers,
-                      pin_memory=device.type == "cuda")
+    """Batches of `dataset` in order (or in the order of `sampler`), decoded in `loader_workers` processes."""
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=drop_last,
+                      num_workers=loader_workers(num_workers, device), pin_memory=device.type == "cuda")
 
 
 def to_model_input(images: torch.Tensor, device: torch.device) -> torch.Tensor:

@@ -1,5 +1,6 @@
 """Device choice and mixed precision, shared by every script that runs EmoNet."""
 import logging
+import os
 
 import torch
 
@@ -46,3 +47,16 @@ def amp_enabled(device: torch.device, amp: bool) -> bool:
 def autocast(device: torch.device, enabled: bool):
     """bf16 autocast context for `device` (a no-op when not enabled)."""
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+# The CPU features that decide EmoNet's speed on the CPU, reported next to every benchmark figure.
+CPU_FLAGS_REPORTED = ("avx2", "avx512_f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16")
+
+
+def describe_machine(device: torch.device) -> dict:
+    """What a throughput figure depends on: CPU model, cores, the relevant instruction sets, intra-op
+    threads, PyTorch version and, on CUDA, the card."""
+    caps = torch.cpu.get_capabilities()
+    return {"cpu": caps.get("cpu_name") or "unknown", "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cpu_flags": [f for f in CPU_FLAGS_REPORTED if caps.get(f)], "bf16_instructions": cpu_has_bf16(),
+            "torch": torch.__version__, "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}

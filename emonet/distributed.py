@@ -60,6 +60,14 @@ class Distributed:
         torch_dist.broadcast_object_list(box, src=0)
         return box[0]
 
+    def sync_buffers(self, module: torch.nn.Module) -> None:
+        """Give every process rank 0's buffers (BatchNorm statistics). DistributedDataParallel broadcasts them
+        at the start of each forward, so after an epoch's last step every process holds its own: the model
+        then validated (and saved by rank 0) must be the same everywhere."""
+        if self.is_distributed:
+            for buffer in module.buffers():
+                torch_dist.broadcast(buffer, src=0)
+
     def agree(self, error: EmoNetError | None) -> None:
         """Raise on every process when rank 0 found a problem (`error`), so no process waits for the others:
         rank 0 raises `error` itself, the other ranks an EmoNetError with its message."""

@@ -161,7 +161,8 @@ def _value_limits(*arrays: np.ndarray) -> tuple[float, float]:
 
 def _outside_note(pred: np.ndarray) -> str:
     outside = int(((pred < LABEL_MIN) | (pred > LABEL_MAX)).sum())
-    return f"\n{outside} predictions outside [{LABEL_MIN:g}, {LABEL_MAX:g}] (all shown)" if outside else ""
+    return (f"\n{outside} prediction{'s' if outside > 1 else ''} outside [{LABEL_MIN:g}, {LABEL_MAX:g}] (all shown)"
+            if outside else "")
 
 
 def plot_predictions(truth: np.ndarray, pred: np.ndarray, results: dict, path: Path) -> "Figure":

@@ -49,7 +49,7 @@ class ExtractionConfig:
     color_space: str = "hsv"
     crop: str = "landmarks"
     batch_size: int = 32
-    num_workers: int = 2
+    num_workers: int | None = None  # data.loader_workers decides
     device: str = "auto"
     amp: bool = False
     limit: int | None = None

@@ -80,12 +80,11 @@ def predict_frames(model: EmoNet, frames: list[Frame], color_space: str, crop: s
         passes.append(out)
     mean = np.mean(passes, axis=0)
     if dist and dist.is_distributed:
-        full = np.full((len(frames), 2), np.nan, dtype=np.float32)
-        failed = {}
-        for rank_positions, rank_pred, rank_failed in dist.gather((positions, mean, failed)):
-            full[rank_positions] = rank_pred
+        gathered = dist.gather((positions, mean, failed))
+        mean, failed = np.full((len(frames), 2), np.nan, dtype=np.float32), {}
+        for rank_positions, rank_pred, rank_failed in gathered:
+            mean[rank_positions] = rank_pred
             failed.update(rank_failed)
-        mean = full
     for reason in failed.values():
         logger.warning("left out of the predictions: %s", reason)
     return mean, failed
@@ -147,6 +146,7 @@ def train_epoch(model: nn.Module, dataset: FrameDataset, optimizer: torch.optim.
                 total += loss.item() * len(keep)
                 seen += len(keep)
     if distributed:
+        dist.sync_buffers(model)
         total, seen = map(sum, zip(*dist.gather((total, seen)), strict=True))
     return total / max(seen, 1)
 

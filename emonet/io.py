@@ -67,7 +67,7 @@ def save_torch(obj, path: str | os.PathLike) -> None:
 
 def save_figure(fig, path: str | os.PathLike, dpi: int = 120) -> None:
     with atomic_open(path) as f:
-        fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight")
+        fig.savefig(f, format="png", dpi=dpi)  # figures use constrained layout: no second draw for a tight box
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

@@ -45,6 +45,12 @@ class Manifest:
             return self.settings["color_space"]
         return next((c for c in COLOR_SPACES if default_feature_paths(c)[1] == self.path.name), None)
 
+    @property
+    def described_settings(self) -> dict:
+        """`settings`, with the colour space filled in from the name for the seed's manifest (see `color_space`):
+        what a checkpoint records, so that resuming or evaluating on other features is refused for those too."""
+        return {**self.settings, "color_space": self.color_space} if self.color_space else dict(self.settings)
+
     def resolve(self, sample: dict, data_root: str | os.PathLike | None = None) -> Path:
         """Absolute path of a sample's feature file: relative to `data_root`, by default the manifest's folder."""
         return Path(data_root if data_root is not None else self.path.parent) / sample["path"]

@@ -136,14 +136,13 @@ def _paste(frame: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
 
 
 def write_feature_set(folder: Path, labels: dict, manifest_name: str = "features_hsv_manifest.json",
-                      feature_dir: str = "features_hsv", seed_format: bool = False, actors_per_clip: int = 7,
+                      feature_dir: str = "features_hsv", actors_per_clip: int = 7,
                       color_space: str = "hsv", signal: float = 1.0, seed: int = 0) -> Path:
     """Feature files and a manifest as extraction writes them, for every frame of `labels` (real clip structure).
 
     Features carry the labels linearly (times `signal`) plus a per-clip offset and noise, so a head can
     learn something and a leaking split can memorise clips; `seed` draws the mixing, offsets and noise.
-    The actor of clip c is `actor_{c // actors_per_clip}`. With `seed_format`, the files and the manifest
-    are the seed's: one key `feature` of shape (1, 256), and `{path: {"arousal", "valence"}}` (indent 2).
+    The actor of clip c is `actor_{c // actors_per_clip}`.
     """
     rng = np.random.default_rng(seed)
     mixing = rng.standard_normal((2, FEATURE_DIM)).astype(np.float32)
@@ -156,20 +155,13 @@ def write_feature_set(folder: Path, labels: dict, manifest_name: str = "features
             va = np.array([v, a], dtype=np.float32) / LABEL_SCALE
             features = signal * va @ mixing + offset + 0.5 * rng.standard_normal(FEATURE_DIM).astype(np.float32)
             name = f"{i:05d}"
-            if seed_format:  # exactly as the seed wrote them: np.savez_compressed(path, feature=feat)
-                np.savez_compressed(clip_dir / f"{name}.npz", feature=features[None])
-            else:
-                np.savez(clip_dir / f"{name}.npz", features=features, valence=np.float32(v), arousal=np.float32(a),
-                         emonet_valence=np.float32(va[0] * 0.5 + 0.1), emonet_arousal=np.float32(va[1] * 0.5),
-                         emonet_expression=np.zeros(8, np.float32))
+            np.savez(clip_dir / f"{name}.npz", features=features, valence=np.float32(v), arousal=np.float32(a),
+                     emonet_valence=np.float32(va[0] * 0.5 + 0.1), emonet_arousal=np.float32(va[1] * 0.5),
+                     emonet_expression=np.zeros(8, np.float32))
             samples.append({"path": f"{feature_dir}/{clip}/{name}.npz", "clip": clip, "frame": name,
                             "actor": f"actor_{int(clip) // actors_per_clip}", "valence": float(v), "arousal": float(a)})
     manifest = folder / manifest_name
-    if seed_format:
-        manifest.write_text(json.dumps({s["path"]: {"arousal": s["arousal"], "valence": s["valence"]} for s in samples},
-                                       indent=2))
-    else:
-        write_manifest(manifest, {"color_space": color_space, "crop": "landmarks", "image_size": IMAGE_SIZE}, samples)
+    write_manifest(manifest, {"color_space": color_space, "crop": "landmarks", "image_size": IMAGE_SIZE}, samples)
     return manifest
 
 

@@ -1,5 +1,6 @@
 """Shared fixtures: a small AFEW-VA tree and a released-format EmoNet checkpoint, both deterministic."""
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +17,8 @@ NO_LABELS_REASON = f"needs the real AFEW-VA labels at {LABELS_PATH} (present in 
 FIXTURE_CLIPS = 6
 FIXTURE_FRAMES = 4
 
-torch.set_num_threads(2)
+# One intra-op thread per test process when pytest-xdist runs several, so that they share the cores.
+torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 def real_labels() -> dict | None:
@@ -43,7 +45,7 @@ def afew_labels() -> dict:
     return labels
 
 
-def _fixture_labels() -> dict:
+def fixture_labels() -> dict:
     """Labels for the small tree: the real ones of the first clips when available, else a fixed sequence."""
     labels = real_labels()
     if labels is not None:
@@ -60,7 +62,7 @@ def afew_tree(tmp_path_factory) -> Path:
 
     Tests that modify a tree copy it first (`shutil.copytree`).
     """
-    return write_afew_va_tree(tmp_path_factory.mktemp("afew") / "AFEW-VA", _fixture_labels(), FIXTURE_FRAMES)
+    return write_afew_va_tree(tmp_path_factory.mktemp("afew") / "AFEW-VA", fixture_labels(), FIXTURE_FRAMES)
 
 
 @pytest.fixture(scope="session")

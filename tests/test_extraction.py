@@ -138,7 +138,8 @@ def test_kill_and_resume_gives_the_uninterrupted_result(hsv_run, afew_tree, rele
     cmd = [sys.executable, str(ROOT / "extract_features_hsv_crop.py"), "--dataset_root", str(afew_tree),
            "--pretrained_path", str(released_checkpoint), "--limit", str(CLIPS), "--batch_size", "1",
            "--num_workers", "1", "--no_progress"]
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # The same number of intra-op threads as the reference run in this process: float results depend on it.
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(torch.get_num_threads())}
     out = tmp_path / "features_hsv"
     process = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120

@@ -10,7 +10,7 @@ import evaluate_hsv_model
 import train_emonet_features
 from conftest import NO_LABELS_REASON, clip_labels, real_labels
 from emonet.cli import run
-from emonet.errors import CheckpointError, DatasetError
+from emonet.errors import CheckpointError
 from emonet.metrics import regression_metrics
 from emonet.splits import make_split, split_indices
 from emonet.testing import write_feature_set
@@ -137,15 +137,6 @@ def test_resume_reaches_the_uninterrupted_weights(feature_dir, tmp_path):
     with pytest.raises(CheckpointError, match="not a checkpoint of this project"):
         torch.save({"x": torch.zeros(1)}, tmp_path / "other.pth")
         _train(feature_dir, tmp_path / "x", "--resume", str(tmp_path / "other.pth"))
-
-
-def test_seed_manifest_format_is_read(tmp_path):
-    labels = {clip: v for clip, v in list(_labels().items())[:10]}
-    manifest = write_feature_set(tmp_path, labels, manifest_name="seed_manifest.json", seed_format=True)
-    run_dir = _train(tmp_path, tmp_path / "run", "--manifest_file", str(manifest), "--epochs", "1")
-    assert torch.load(run_dir / "last.pth", weights_only=True)["split"]["mode"] == "clip"
-    with pytest.raises(DatasetError, match="actor needs every sample's actor"):
-        _train(tmp_path, tmp_path / "run2", "--manifest_file", str(manifest), "--split", "actor")
 
 
 def test_pretrained_zero_shot_and_wrong_checkpoint_type(feature_dir, clip_run, tmp_path, caplog):
