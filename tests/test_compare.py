@@ -26,8 +26,10 @@ from emonet.testing import write_feature_set
 N_CLIPS = 40  # about 2,000 frames
 FOLDS = 3
 EPOCHS = "4"
-# hsv's features carry the labels 4x as strongly as rgb's; everything else is alike.
-SIGNALS = {"rgb": 1.0, "hsv": 4.0}
+# hsv's features carry the labels 8x as strongly as rgb's; everything else is alike. rgb's signal is weak enough
+# that the gap is clear with the real labels and with the synthetic ones (which vary more between clips, so that
+# at 1.0 rgb already reached CCC 0.84 and the arousal difference's CI touched 0): seen 0.16 to 0.73 above 0.
+SIGNALS = {"rgb": 0.5, "hsv": 4.0}
 
 
 @pytest.fixture(scope="module")
