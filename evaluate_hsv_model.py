@@ -121,7 +121,7 @@ def evaluate_features(args, ckpt: dict | None, source: dict) -> tuple[list[dict]
     data = load_feature_set(manifest, args.data_root, progress=not args.no_progress)
     if args.model_type == "feature":
         for key in ("color_space", "crop"):
-            trained, given = ckpt["settings"].get(key), manifest.described_settings.get(key)
+            trained, given = ckpt["settings"].get(key), source[key]
             if trained is not None and given is not None and trained != given:
                 raise EmoNetError(f"the model was trained on {key} {trained!r} but manifest {manifest.path} has "
                                   f"{given!r}; evaluate it on matching input")
