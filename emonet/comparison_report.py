@@ -118,8 +118,11 @@ def protocol_text(report: dict) -> str:
                else f"EmoNet fine-tuned on the frames ({'emotion branch only' if p['freeze_backbone'] else 'whole network'}"
                     f"{', flip test-time augmentation' if p['flip_tta'] else ''})")
     dropped = {k: v for k, v in (p.get("dropped_frames") or {}).items() if v}
+    # The seed's manifests record neither the crop nor the weights that made the features: say so, not None.
+    crop = f"{p['crop']} crop" if p.get("crop") else "crop not recorded in the manifests"
+    checkpoint = f"sha256 {p['pretrained_sha256'][:12]}..." if p.get("pretrained_sha256") else "not recorded in the manifests"
     return (
-        f"{p['frames']} frames of {p['clips']} AFEW-VA clips, {p['crop']} crop"
+        f"{p['frames']} frames of {p['clips']} AFEW-VA clips, {crop}"
         + (f" (restricted to the frames every space has: dropped {', '.join(f'{v} of {k}' for k, v in dropped.items())})"
            if dropped else "")
         + f". {p['folds']}-fold group cross-validation by {p['unit']} (folds fixed by seed {p['seed']}, identical for "
@@ -131,7 +134,7 @@ def protocol_text(report: dict) -> str:
         f"{CI_LEVEL:.0%} percentile intervals from {p['bootstrap']} bootstrap resamples of {p['unit']}s (seed {p['seed']}); "
         f"differences to {p['reference']} are paired (same resamples) with two-sided bootstrap p-values, not adjusted "
         f"for multiple comparisons ({len(report['color_spaces']) - 1} here). Fold sd is the sample sd over folds. EmoNet checkpoint "
-        f"sha256 {str(p.get('pretrained_sha256'))[:12]}..., torch {p['torch_version']}."
+        f"{checkpoint}, torch {p['torch_version']}."
     )
 
 

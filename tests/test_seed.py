@@ -106,6 +106,9 @@ def test_the_seeds_manifest_enters_a_comparison_under_its_label(seed_folder, tmp
          "--device", "cpu"]))
     report = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
     assert report["color_spaces"]["hsv"]["zero_shot"] is None  # the seed's files hold no EmoNet outputs
+    protocol = (tmp_path / "cmp" / "comparison.md").read_text().split("## Protocol")[1]
+    assert "crop not recorded in the manifests" in protocol and "EmoNet checkpoint not recorded in the manifests" in protocol
+    assert "None" not in protocol
     # The same files under two labels, trained alike: the same figures.
     assert report["color_spaces"]["hsv"]["pooled"] == report["color_spaces"]["rgb"]["pooled"]
 
