@@ -94,6 +94,12 @@ def add_extraction_arguments(parser, color_space: str) -> None:
                         help="manifest to write (default: features_<color space>_manifest.json, "
                              "features_manifest.json for rgb)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N clips, for a quick try (default: all)")
+    parser.add_argument("--compile", action="store_true",
+                        help="run EmoNet through torch.compile (Inductor, frozen weights): on a 2-core AVX-512 CPU "
+                             "about 10 %% faster end to end in float32 and 17 %% with --amp, after 12-50 s of compiling "
+                             "per process; needs a C++ compiler (Triton on CUDA). Features differ from the eager "
+                             "network's by float rounding and are recorded as precision fp32-compiled or bf16-compiled "
+                             "(default: off)")
     parser.add_argument("--overwrite", action="store_true", help="re-extract frames already done (default: skip them)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any frame or clip failed (default: exit 0)")
 

@@ -7,8 +7,9 @@ so that the pretrained model can be evaluated zero-shot later.
 Resumable: every file is written under a temporary name and renamed, so a file under its final name is
 complete; a rerun skips frames whose file loads and extracts the rest. Under torchrun each process extracts
 its own whole clips; a rerun with another number of processes resumes the same folder. The settings that define the
-features (colour space, crop, checkpoint, precision) are pinned in `<output_dir>/extraction_settings.json`
-before the first file is written; a run with other settings for the same folder is refused.
+features (colour space, crop, checkpoint, precision, with `-compiled` after it for --compile) are pinned in
+`<output_dir>/extraction_settings.json` before the first file is written; a run with other settings for the
+same folder is refused.
 """
 import json
 import logging
@@ -29,7 +30,7 @@ from .data import FrameDataset, frame_loader, split_failures
 from .device import amp_enabled
 from .distributed import Distributed, init_distributed, shard_clips
 from .errors import DatasetError
-from .inference import infer, prepare
+from .inference import COMPILED_SUFFIX, compile_model, infer, prepare
 from .io import TMP_SUFFIX, save_npz, sha256_file, write_json
 from .manifest import FEATURE_IDENTITY_KEYS, default_feature_paths, write_manifest
 
@@ -52,6 +53,7 @@ class ExtractionConfig:
     num_workers: int | None = None  # data.loader_workers decides
     device: str = "auto"
     amp: bool = False
+    compile: bool = False
     limit: int | None = None
     overwrite: bool = False
     progress: bool = True
@@ -65,7 +67,8 @@ class ExtractionConfig:
             dataset_root=dataset_root_or_env(args.dataset_root), output_dir=args.output_dir or output_dir,
             manifest_file=args.manifest_file or manifest_file, pretrained_path=args.pretrained_path,
             color_space=args.color_space, crop=args.crop, batch_size=args.batch_size, num_workers=args.num_workers,
-            device=args.device, amp=args.amp, limit=args.limit, overwrite=args.overwrite, progress=not args.no_progress,
+            device=args.device, amp=args.amp, compile=args.compile, limit=args.limit, overwrite=args.overwrite,
+            progress=not args.no_progress,
         )
 
 
@@ -76,9 +79,11 @@ class ExtractionResult:
     failed: int
     manifest_path: Path
     errors_path: Path
+    compile_seconds: float = 0.0  # rank 0's, with --compile
 
     def summary(self) -> str:
-        return (f"extracted {self.extracted}, skipped {self.skipped} (already done), failed {self.failed}; "
+        compiled = f" (after compiling for {self.compile_seconds:.0f} s)" if self.compile_seconds else ""
+        return (f"extracted {self.extracted}{compiled}, skipped {self.skipped} (already done), failed {self.failed}; "
                 f"manifest: {self.manifest_path}; errors: {self.errors_path}")
 
 
@@ -97,9 +102,12 @@ def feature_file_ok(path: Path) -> bool:
 
 
 def _check_settings(output_dir: Path, identity: dict) -> None:
-    """Pin the feature-defining settings of `output_dir`, refusing a folder made with other settings."""
+    """Pin the feature-defining settings of `output_dir`, refusing a folder whose features were made with
+    other settings. A folder without feature files is (re)pinned: it holds nothing to mix with, e.g. after a
+    run that failed before its first frame."""
     path = output_dir / SETTINGS_FILE
-    if path.is_file():
+    has_features = output_dir.is_dir() and any(output_dir.glob("*/*.npz"))
+    if has_features and path.is_file():
         pinned = json.loads(path.read_text())
         changed = [f"{k}: {pinned.get(k)!r} -> {identity[k]!r}" for k in FEATURE_IDENTITY_KEYS if pinned.get(k) != identity[k]]
         if changed:
@@ -107,7 +115,7 @@ def _check_settings(output_dir: Path, identity: dict) -> None:
                 f"{output_dir} holds features made with other settings ({'; '.join(changed)}); refusing to mix "
                 "them. Use another --output_dir (and --manifest_file), or delete that folder."
             )
-    elif output_dir.is_dir() and any(output_dir.glob("*/*.npz")):
+    elif has_features:
         raise DatasetError(f"{output_dir} holds feature files but no {SETTINGS_FILE}; refusing to mix features. "
                            "Use another --output_dir, or delete that folder.")
     else:
@@ -171,7 +179,7 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
         "crop": config.crop,
         "image_size": IMAGE_SIZE,
         "pretrained_sha256": sha256_file(config.pretrained_path),
-        "precision": "bf16" if amp else "fp32",
+        "precision": ("bf16" if amp else "fp32") + (COMPILED_SUFFIX if config.compile else ""),
     }
     frames, problems = read_afew_va(dataset_root, config.limit)
     if not frames:
@@ -181,8 +189,11 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
     mine = _my_frames(pending, dist)
 
     failed: list[Problem] = []
+    compile_seconds = 0.0
     if mine:
         model = prepare(model)
+        if config.compile:
+            model, compile_seconds = compile_model(model, device, amp, config.batch_size)
         loader = frame_loader(FrameDataset(mine, config.color_space, config.crop), config.batch_size,
                               config.num_workers, device)
         with torch.inference_mode(), tqdm(total=len(mine), unit="frame", disable=not (config.progress and dist.is_main)) as bar:
@@ -228,4 +239,5 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
     errors_path = output_dir / ERRORS_FILE
     write_json(errors_path, {"count": len(problems), "errors": [p.as_dict() for p in problems]})
     write_manifest(manifest_path, settings, samples)
-    return ExtractionResult(len(pending) - len(failed), len(frames) - len(pending), len(problems), manifest_path, errors_path)
+    return ExtractionResult(len(pending) - len(failed), len(frames) - len(pending), len(problems), manifest_path, errors_path,
+                            compile_seconds)

@@ -10,14 +10,29 @@ alternating runs; `benchmarks/bench_extract.py`): float32 channels_last batch 1 
 faster, but batch 1 is kept for both precisions: then a frame's features do not depend on which frame
 shares its batch, so a resumed run, a torchrun shard and any --batch_size write the same files. On CUDA
 the loader's batch is used as it is.
+
+`compile_model` (extraction's `--compile`) runs the same network through torch.compile: Inductor with the
+weights frozen as constants, so BatchNorm folds into the convolutions and ReLUs and adds fuse. Measured on
+the same machine, model alone, batch 1: float32 4.9 -> 5.7 frames/s, bf16 9.3 -> 10.9, after 12-50 s of
+compiling per process. Its outputs differ from the eager network's by float rounding (6e-7 of the largest
+feature in float32, 3e-3 in bf16), so compiled features are pinned as a precision of their own
+(`COMPILED_SUFFIX`) and never mixed with eager ones.
 """
+import logging
+import time
+
 import torch
 
+from .constants import IMAGE_SIZE
 from .data import to_model_input
 from .device import autocast
+from .errors import EmoNetError
 from .model import EmoNet
 
+logger = logging.getLogger(__name__)
+
 CPU_MICRO_BATCH = 1
+COMPILED_SUFFIX = "-compiled"  # appended to the recorded precision of features from `compile_model`
 # The outputs kept from a pass (the 68 heatmaps, 1.1 MB a frame, are not needed downstream).
 OUTPUT_KEYS = ("features", "valence", "arousal", "expression")
 
@@ -30,6 +45,33 @@ def micro_batch(device: torch.device, batch_size: int) -> int:
 def prepare(model: EmoNet) -> EmoNet:
     """The model as `infer` runs it: eval mode, channels_last (faster on both the CPU and CUDA)."""
     return model.to(memory_format=torch.channels_last).eval()
+
+
+def compile_model(model: EmoNet, device: torch.device, amp: bool, batch_size: int) -> tuple[EmoNet, float]:
+    """`model` (from `prepare`) compiled for `infer` with loader batches of `batch_size`, and the seconds it took.
+
+    Compiles now, on a blank batch of the shape and precision `infer` will use, so that a machine where
+    Inductor cannot build (no C++ compiler on the CPU, no Triton on CUDA) fails before any frame is done.
+    On CUDA a last, smaller loader batch compiles once more.
+    """
+    start = time.perf_counter()
+    from torch._inductor import config as inductor_config  # here: importing Inductor adds 1.3 s to every start
+
+    # Freezing is process-wide Inductor configuration: passed as torch.compile(options=...) it was measured to
+    # have no effect (compiled as fast as eager), and a recompile (CUDA's last batch) must freeze as well.
+    inductor_config.freezing = True
+    compiled = torch.compile(model, dynamic=False)
+    blank = torch.zeros(micro_batch(device, batch_size), 3, IMAGE_SIZE, IMAGE_SIZE)
+    try:
+        with torch.inference_mode(), autocast(device, amp):
+            compiled(to_model_input(blank, device))
+    except Exception as exc:  # Inductor fails in many ways (compiler missing, unsupported op); all mean the same here
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise EmoNetError(f"--compile: torch.compile cannot build EmoNet on this machine ({reason}); "
+                          "run without --compile") from exc
+    seconds = time.perf_counter() - start
+    logger.info("EmoNet compiled in %.0f s", seconds)
+    return compiled, seconds
 
 
 def infer(model: EmoNet, images: torch.Tensor, device: torch.device, amp: bool) -> dict[str, torch.Tensor]:

@@ -1,4 +1,5 @@
 """Stage 2: feature extraction on the fixture tree, its failure records, refusal to mix, and kill-and-resume."""
+import dataclasses
 import json
 import os
 import signal
@@ -16,9 +17,10 @@ import extract_features_hsv_crop
 from conftest import ROOT
 from emonet.afew_va import read_afew_va
 from emonet.checkpoint import load_emonet
+from emonet.comparison import check_manifests
 from emonet.constants import PRETRAINED_SOURCE
 from emonet.data import FrameDataset
-from emonet.errors import DatasetError
+from emonet.errors import DatasetError, EmoNetError
 from emonet.extraction import NPZ_KEYS, feature_file_ok
 from emonet.manifest import read_manifest
 from emonet.testing import write_synthetic_dataset
@@ -175,3 +177,45 @@ def test_script_turns_a_missing_checkpoint_into_one_line(afew_tree, tmp_path):
         f"ERROR pretrained/emonet_8.pth: file not found. Download emonet_8.pth from {PRETRAINED_SOURCE} "
         "and put it there, or pass its path."]
     assert not (tmp_path / "features_hsv").exists()  # nothing written before the checkpoint is known good
+
+
+def test_compiled_features_match_eager_and_are_pinned_apart(hsv_run, afew_tree, released_checkpoint, monkeypatch, tmp_path):
+    """--compile: the eager run's features to float rounding, recorded as their own precision, never mixed."""
+    monkeypatch.chdir(tmp_path)
+    base = ["--dataset_root", str(afew_tree), "--pretrained_path", str(released_checkpoint), "--limit", "1"]
+    assert _run(extract_features_hsv_crop, [*base, "--compile"]) == 0
+    compiled = read_manifest(tmp_path / "features_hsv_manifest.json")
+    assert compiled.settings["precision"] == "fp32-compiled"
+    for sample in compiled.samples:
+        with np.load(compiled.resolve(sample)) as new, np.load(hsv_run / sample["path"]) as eager:
+            for key in ("features", "emonet_valence", "emonet_arousal", "emonet_expression"):
+                scale = np.abs(eager[key]).max()
+                assert np.abs(new[key] - eager[key]).max() <= 1e-5 * scale, key
+    with pytest.raises(DatasetError, match=r"precision: 'fp32-compiled' -> 'fp32'.*refusing to mix"):
+        _run(extract_features_hsv_crop, base)
+    eager = read_manifest(hsv_run / "features_hsv_manifest.json")
+    as_rgb = dataclasses.replace(compiled, settings={**compiled.settings, "color_space": "rgb"})
+    with pytest.raises(EmoNetError, match=r"differ in precision: hsv 'fp32', rgb 'fp32-compiled'"):
+        check_manifests({"hsv": eager, "rgb": as_rgb}, common_frames=True)
+    monkeypatch.chdir(hsv_run)
+    with pytest.raises(DatasetError, match=r"precision: 'fp32' -> 'fp32-compiled'"):
+        _run(extract_features_hsv_crop, [*base, "--compile"])
+
+
+def test_a_machine_that_cannot_compile_fails_in_one_line_and_leaves_the_folder_usable(
+        afew_tree, released_checkpoint, monkeypatch, tmp_path):
+    def no_compiler(model, **options):
+        def fail(*args):
+            raise RuntimeError("InvalidCxxCompiler: No working C++ compiler found\n(traceback follows)")
+        return fail
+
+    monkeypatch.chdir(tmp_path)
+    base = ["--dataset_root", str(afew_tree), "--pretrained_path", str(released_checkpoint), "--limit", "1"]
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "compile", no_compiler)
+        with pytest.raises(EmoNetError, match=r"^--compile: torch.compile cannot build EmoNet on this machine "
+                                              r"\(InvalidCxxCompiler: No working C\+\+ compiler found\); run without"):
+            _run(extract_features_hsv_crop, [*base, "--compile"])
+    assert not list((tmp_path / "features_hsv").glob("*/*.npz"))
+    assert _run(extract_features_hsv_crop, base) == 0  # the folder was pinned for --compile but holds no features
+    assert read_manifest(tmp_path / "features_hsv_manifest.json").settings["precision"] == "fp32"
