@@ -52,7 +52,9 @@ def compile_model(model: EmoNet, device: torch.device, amp: bool, batch_size: in
 
     Compiles now, on a blank batch of the shape and precision `infer` will use, so that a machine where
     Inductor cannot build (no C++ compiler on the CPU, no Triton on CUDA) fails before any frame is done.
-    On CUDA a last, smaller loader batch compiles once more.
+    On CUDA the first batch of another size (the last one, or one with undecodable frames) compiles once
+    more, with the batch size left symbolic (dynamo's automatic dynamic shapes), so that no size ever falls
+    back to the eager network in a run pinned as compiled.
     """
     start = time.perf_counter()
     from torch._inductor import config as inductor_config  # here: importing Inductor adds 1.3 s to every start
@@ -60,7 +62,7 @@ def compile_model(model: EmoNet, device: torch.device, amp: bool, batch_size: in
     # Freezing is process-wide Inductor configuration: passed as torch.compile(options=...) it was measured to
     # have no effect (compiled as fast as eager), and a recompile (CUDA's last batch) must freeze as well.
     inductor_config.freezing = True
-    compiled = torch.compile(model, dynamic=False)
+    compiled = torch.compile(model)
     blank = torch.zeros(micro_batch(device, batch_size), 3, IMAGE_SIZE, IMAGE_SIZE)
     try:
         with torch.inference_mode(), autocast(device, amp):
