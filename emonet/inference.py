@@ -3,13 +3,14 @@ its precision. Extraction, evaluation on frames and zero-shot prediction go thro
 does not (it needs its batch for the loss and BatchNorm).
 
 On the CPU the network runs one frame at a time whatever the loader's batch: the activations of a single
-256 x 256 image through the hourglasses already overflow the caches, so larger batches gain nothing.
-Measured on a 2-core AMD EPYC (AVX-512 with BF16), torch 2.14.1, model alone, frames/s (medians of 4
-alternating runs; `benchmarks/bench_extract.py`): float32 channels_last batch 1 5.0, batch 2 4.8, batch 4
-4.8; float32 NCHW batch 1 4.3; bf16 channels_last batch 1 9.2, batch 2 9.9. bf16 at batch 2 is about 7 %
-faster, but batch 1 is kept for both precisions: then a frame's features do not depend on which frame
-shares its batch, so a resumed run, a torchrun shard and any --batch_size write the same files. On CUDA
-the loader's batch is used as it is.
+256 x 256 image through the hourglasses already overflow the caches, so larger batches gain little.
+Measured on a 2-core AMD EPYC (AVX-512 with BF16), torch 2.14.1, model alone, frames/s (medians of 3
+alternating rounds; `benchmarks/bench_extract.py`): float32 channels_last batch 1 / 2 / 4 5.23 / 5.35 /
+4.89; float32 NCHW batch 1 4.16; bf16 channels_last batch 1 / 2 / 4 9.42 / 10.29 / 10.36. bf16 at batch 2
+or 4 is about 9 % faster, but batch 1 is kept for both precisions: then a frame's features do not depend
+on which frame shares its batch, so a resumed run, a torchrun shard and any --batch_size write the same
+files. (On that machine bf16 batches of 2 and 4 happened to give the same bits as batch 1 and float32
+batch 2 did not, 2e-6 apart; neither is promised by oneDNN.) On CUDA the loader's batch is used as it is.
 
 `compile_model` (extraction's `--compile`) runs the same network through torch.compile: Inductor with the
 weights frozen as constants, so BatchNorm folds into the convolutions and ReLUs and adds fuse. Measured on
