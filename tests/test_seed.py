@@ -23,7 +23,7 @@ import train_emonet_features
 from conftest import clip_labels
 from emonet.checkpoint import load_emonet
 from emonet.colour import convert_colour
-from emonet.errors import EmoNetError
+from emonet.errors import DatasetError, EmoNetError
 from emonet.manifest import read_manifest
 
 N_CLIPS = 12
@@ -76,6 +76,10 @@ def test_the_seeds_files_train_and_evaluate(seed_folder, tmp_path, monkeypatch):
          "--no_progress", "--device", "cpu"]))
     ckpt = torch.load(tmp_path / "run" / "best_model.pth", weights_only=True)
     assert ckpt["settings"]["color_space"] == "hsv"  # named by the seed's manifest name
+    with pytest.raises(DatasetError, match="actor needs every sample's actor"):  # the seed's manifest names no actor
+        train_emonet_features.main(train_emonet_features.get_args_parser().parse_args(
+            ["--manifest_file", "features_hsv_manifest.json", "--epochs", "1", "--split", "actor",
+             "--output_dir", str(tmp_path / "by_actor"), "--no_progress", "--device", "cpu"]))
 
     def evaluate(subset):
         out = tmp_path / f"eval_{subset}"
