@@ -1,27 +1,33 @@
 """Does feeding EmoNet another colour space help on AFEW-VA? The answer in one command, cross-validated,
-with a statistic of the difference.
+with a statistic of the difference that covers training again.
 
-    python compare_color_spaces.py --demo          # a first run: no data, no weights, numbers that mean nothing
+    python compare_color_spaces.py --demo          # a first run: no data, no weights, a planted signal
 
     python compare_color_spaces.py \\
         --manifests rgb=features_manifest.json hsv=features_hsv_manifest.json lab=features_lab_manifest.json \\
-        --folds 5 --split clip --epochs 50 --batch_size 64 --learning_rate 1e-3 --loss_function ccc \\
-        --reference rgb --bootstrap 1000 --seed 0 --output_dir color_space_comparison
+        --heads frame smooth temporal --repeats 5 --folds 5 --split clip --epochs 50 --batch_size 64 \\
+        --learning_rate 1e-3 --loss_function ccc --reference rgb --bootstrap 1000 --seed 0 \\
+        --output_dir color_space_comparison
 
     python compare_color_spaces.py --approach finetune --dataset_root $AFEW_VA_ROOT \\
         --pretrained_path pretrained/emonet_8.pth --color_spaces rgb hsv lab yuv --folds 5 --freeze_backbone
 
 Protocol (see emonet/comparison.py): the same frames and the same group K-fold folds for every colour space
-(folds.json); each fold's model is trained on the other folds, its epoch chosen on an inner validation
-split of those training clips, and the held-out fold predicted once. The report (comparison.json, .csv,
-.md, .png, oof_predictions.csv) gives per-fold and pooled metrics with clip-bootstrap CIs, and for each
-space the CCC difference to --reference with its CI and p-value. The EmoNet zero-shot rows score the
+and head (folds.json); each fold's model is trained on the other folds, its epoch (and the smooth head's
+sigma) chosen on an inner validation split of those training clips, and the held-out fold predicted once.
+With --repeats R the whole cross-validation is repeated with seeds seed..seed+R-1 (other folds, inner
+splits, initialisations, orders). The report (comparison.json, .csv, .md, .png, oof_predictions.csv) gives
+per-fold and pooled metrics with clip-bootstrap CIs (repetition 0), and for each space and head the CCC
+difference to --reference and to the frame head: paired clip bootstrap, and with R > 1 the corrected
+resampled t-test over the R x K folds, which the report leads with. The EmoNet zero-shot rows score the
 network's own valence/arousal on the same frames.
 
-Units (SPACE:FOLD) are independent: --only SPACE:FOLD runs one (a job-array task), --report_only
-aggregates finished ones, and a rerun skips finished units and resumes an interrupted one. Under torchrun,
-the head approach shares the units among the processes; the fine-tuning approach trains each unit with all
-of them (DistributedDataParallel).
+Units are independent: --only SPACE:FOLD (frame head, repetition 0), SPACE:HEAD:FOLD, either with @REPEAT
+(e.g. hsv:temporal:2@3), runs one (a job-array task; --list_units prints them all, one a line);
+--report_only aggregates finished ones and describes what they record; a rerun skips finished units,
+resumes an interrupted one, and with a larger --repeats trains only the new repetitions. Head units use
+every core of the machine (--workers processes, one thread each); under torchrun the head approach shares
+the units among the processes, the fine-tuning approach trains each unit with all of them (DDP).
 """
 import argparse
 import logging
@@ -34,42 +40,56 @@ import torch
 from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_optimisation_arguments, check_finetune_args,
                         check_fraction, check_optimisation_args, dataset_root_or_env, run)
 from emonet.colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
-from emonet.comparison import (APPROACHES, CommonFrames, check_manifests, claim_folds, collect_predictions, load_space,
-                               make_folds, parse_manifest_args, parse_only, read_manifests, run_finetune_unit,
-                               run_head_unit, unit_fingerprints)
-from emonet.comparison_report import build_report, summary, write_report
+from emonet.comparison import (APPROACHES, TRAINING_FLAGS, UNIT_FILE, HeadComparison, all_units, check_manifests,
+                               claim_folds, collect_predictions, default_workers, feature_identity, finetune_plan,
+                               finetune_source, load_spaces, make_folds, parse_manifest_args, parse_only,
+                               read_fingerprint, read_manifests, run_finetune_unit, run_head_units, check_same_settings,
+                               unit_source)
+from emonet.comparison_report import DEMO_NOTE, build_report, summary, write_report
 from emonet.distributed import init_distributed
 from emonet.errors import EmoNetError
 from emonet.extraction import ExtractionConfig, extract_features
 from emonet.features import HEAD_DEFAULTS
 from emonet.finetune import FINETUNE_DEFAULTS, load_frames_for
+from emonet.head_training import DEFAULT_CLIPS_PER_BATCH
+from emonet.heads import DEFAULT_HEAD, HEAD_KINDS
 from emonet.io import sha256_file
 from emonet.manifest import default_feature_paths
+from emonet.runs import check_kind
 from emonet.splits import sample_key
 from emonet.testing import write_demo_dataset
 
 DEFAULTS = {"head": HEAD_DEFAULTS, "finetune": FINETUNE_DEFAULTS}
 # Flags that belong to one approach only: given with the other, they are refused, not ignored.
-HEAD_ONLY = ("manifests", "common_frames", "dropout")
+HEAD_ONLY = ("manifests", "common_frames", "dropout", "heads", "clips_per_batch", "workers")
 FINETUNE_ONLY = ("color_spaces", "dataset_root", "pretrained_path", "crop", "n_expression", "freeze_backbone", "augment",
                  "colour_jitter", "grad_clip", "sync_bn", "num_workers", "amp", "limit", "flip_tta")
 DEMO_SPACES = ("rgb", "hsv")
 DEMO_EPOCHS = 10
-DEMO_WARNING = ("DEMO: random (deterministic) weights and a synthetic sample of one face: these numbers mean nothing; "
-                "they show what a real comparison writes and how to read it.")
 
 
 def get_args_parser():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--approach", choices=APPROACHES, default="head",
-                        help="head: a head on extracted features; finetune: EmoNet fine-tuned on frames (default: head)")
+                        help="head: heads on extracted features; finetune: EmoNet fine-tuned on frames (default: head)")
     parser.add_argument("--manifests", nargs="+", metavar="SPACE=MANIFEST", default=None,
                         help="head: the feature manifest of each colour space (default: the standard manifest of every "
                              "space found in the working folder: features_manifest.json, features_hsv_manifest.json, ...)")
     parser.add_argument("--common_frames", action="store_true",
                         help="head: keep the frames every manifest has, instead of refusing manifests that differ "
                              "(default: refuse)")
-    parser.add_argument("--dropout", type=float, default=0.2, help="head: dropout of the head (default: 0.2)")
+    parser.add_argument("--heads", nargs="+", choices=HEAD_KINDS, default=[DEFAULT_HEAD],
+                        help="head: the heads to train on every space: frame (each frame alone), smooth (frame head + "
+                             "Gaussian along the clip, sigma chosen on the inner split), temporal (temporal convolution "
+                             "network over each clip); frame is always included, every other head is compared with it "
+                             "(default: frame)")
+    parser.add_argument("--dropout", type=float, default=0.2, help="head: dropout of the heads (default: 0.2)")
+    parser.add_argument("--clips_per_batch", type=int, default=None,
+                        help=f"head, with --heads temporal: clips per step of the temporal head (default: "
+                             f"{DEFAULT_CLIPS_PER_BATCH})")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="head: processes that train head units, each on one core (default: every core of a CPU "
+                             "run; 1 under torchrun, whose processes share the units, and on a GPU)")
     parser.add_argument("--color_spaces", nargs="+", choices=COLOR_SPACES, default=None,
                         help="finetune: the colour spaces to compare (default: rgb hsv lab yuv)")
     add_frame_arguments(parser, one_space=False)
@@ -80,6 +100,10 @@ def get_args_parser():
     parser.add_argument("--split", choices=("clip", "actor", "frame"), default="clip",
                         help="unit the folds keep whole: clip or actor (frame is refused: it leaks) (default: clip)")
     parser.add_argument("--folds", type=int, default=5, help="K of the group K-fold (default: 5)")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="R: repeat the K-fold cross-validation R times, repetition r with seed --seed + r (folds, "
+                             "inner splits, initialisation, order); R > 1 adds the corrected resampled t-test over "
+                             "the R x K folds, which covers training again; publish with R >= 3 (default: 1)")
     parser.add_argument("--inner_val_split", type=float, default=0.1,
                         help="fraction of each fold's training clips on which the best epoch is chosen (default: 0.1)")
     parser.add_argument("--reference", default=DEFAULT_COLOR_SPACE,
@@ -88,12 +112,20 @@ def get_args_parser():
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--output_dir", default=None,
                         help="where units and report go (default: color_space_comparison, _demo with --demo)")
-    parser.add_argument("--only", metavar="SPACE:FOLD", default=None, help="run this unit only, e.g. hsv:2 (default: all)")
-    parser.add_argument("--report_only", action="store_true", help="aggregate finished units; train nothing (default: off)")
+    parser.add_argument("--only", metavar="UNIT", default=None,
+                        help="run this unit only: SPACE:FOLD, SPACE:HEAD:FOLD, optionally @REPEAT, e.g. hsv:2 or "
+                             "hsv:temporal:2@1 (default: all)")
+    parser.add_argument("--list_units", action="store_true",
+                        help="print every unit of the comparison, one a line, for --only in a job array; train nothing "
+                             "(default: off)")
+    parser.add_argument("--report_only", action="store_true",
+                        help="aggregate finished units; train nothing. The report describes what the units record: a "
+                             "training flag given here must match them (default: off)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
     parser.add_argument("--demo", action="store_true",
-                        help="a first run without AFEW-VA or the weights: writes a small sample and deterministic weights "
-                             "into <output_dir>/demo_data/, extracts rgb and hsv features, compares them (default: off)")
+                        help="a first run without AFEW-VA or the weights: writes a small sample whose faces change with "
+                             "the labels and deterministic weights into <output_dir>/demo_data/, extracts rgb and hsv "
+                             "features, compares them (default: off)")
     parser.add_argument("--demo_clips", type=int, default=36, help="with --demo: clips of the sample (default: 36)")
     parser.add_argument("--demo_frames", type=int, default=3, help="with --demo: frames per clip (default: 3)")
     return parser
@@ -101,24 +133,38 @@ def get_args_parser():
 
 def check_args(args, dist) -> None:
     """Refuse, before any work, what cannot work or would be ignored; fill the approach's defaults."""
+    parser = get_args_parser()
     given = {name for name in (*HEAD_ONLY, *FINETUNE_ONLY, "demo_clips", "demo_frames")
-             if getattr(args, name) != get_args_parser().get_default(name)}
+             if getattr(args, name) != parser.get_default(name)}
     other = given & set(FINETUNE_ONLY if args.approach == "head" else HEAD_ONLY)
     if other:
-        raise EmoNetError(f"--{sorted(other)[0]} does not apply to --approach {args.approach}")
+        name = sorted(other)[0]
+        raise EmoNetError(f"--{name} does not apply to --approach {args.approach}"
+                          + ("; fine-tuning keeps its frame-level network" if name in ("heads", "clips_per_batch") else ""))
     if args.split == "frame":
         raise EmoNetError("--split frame is refused: neighbouring frames of a clip would sit in training and in the "
                           "held-out fold, and the comparison would measure clip recognition; use clip or actor")
     if args.demo and (args.approach != "head" or args.only or args.report_only or args.manifests or dist.is_distributed):
-        raise EmoNetError("--demo is a whole head comparison in one process: drop --approach finetune, --only, "
+        raise EmoNetError("--demo is a whole head comparison in one command: drop --approach finetune, --only, "
                           "--report_only, --manifests and torchrun")
     if given & {"demo_clips", "demo_frames"} and not args.demo:
         raise EmoNetError("--demo_clips and --demo_frames go with --demo")
-    if args.only and args.report_only:
-        raise EmoNetError("--only trains one unit and --report_only trains none: choose one")
+    if sum(map(bool, (args.only, args.report_only, args.list_units))) > 1:
+        raise EmoNetError("--only trains one unit, --report_only trains none and --list_units lists them: choose one")
+    args.heads = [DEFAULT_HEAD] + [h for h in dict.fromkeys(args.heads) if h != DEFAULT_HEAD]
+    if args.clips_per_batch is not None and "temporal" not in args.heads:
+        raise EmoNetError("--clips_per_batch is the temporal head's: add temporal to --heads, or drop it")
+    if args.repeats < 1:
+        raise EmoNetError(f"--repeats {args.repeats}: at least 1")
+    if args.workers is not None and args.workers < 1:
+        raise EmoNetError(f"--workers {args.workers}: at least 1")
+    # Training flags given on this command line: with --report_only, the others are read from the units.
+    args.given_training = {n for n in TRAINING_FLAGS[args.approach] if getattr(args, n) != parser.get_default(n)}
     for name, value in DEFAULTS[args.approach].items():
         if getattr(args, name) is None:
             setattr(args, name, DEMO_EPOCHS if args.demo and name == "epochs" else value)
+    if "temporal" in args.heads and args.clips_per_batch is None:
+        args.clips_per_batch = DEFAULT_CLIPS_PER_BATCH
     check_optimisation_args(args)
     check_fraction("--inner_val_split", args.inner_val_split)
     if args.folds < 2:
@@ -136,11 +182,11 @@ def main(args):
     try:
         check_args(args, dist)
         if args.demo:
-            print(DEMO_WARNING)
+            print(DEMO_NOTE)
             args.manifests = demo_manifests(args)
         compare(args, dist)
         if args.demo:
-            print(DEMO_WARNING)
+            print(DEMO_NOTE)
     finally:
         dist.close()
 
@@ -160,97 +206,137 @@ def demo_manifests(args) -> list[str]:
     return manifests
 
 
-def _units(spaces: list[str], args) -> list[tuple[str, int]]:
-    every = [(s, k) for s in spaces for k in range(args.folds)]
-    return [parse_only(args.only, spaces, args.folds)] if args.only else every
-
-
 def compare(args, dist) -> None:
-    if args.approach == "head":
-        paths = parse_manifest_args(args.manifests, Path.cwd(), COLOR_SPACES)
-        manifests = read_manifests(paths)
-        common = check_manifests(manifests, args.common_frames)
-        spaces, samples = list(paths), common.samples
-    else:
-        spaces = args.color_spaces or ["rgb", "hsv", "lab", "yuv"]
-        dataset_root = Path(dataset_root_or_env(args.dataset_root)).resolve()
-        frames = load_frames_for(dataset_root, args.limit)
-        samples = [f.sample() for f in frames]
+    paths = parse_manifest_args(args.manifests, Path.cwd(), COLOR_SPACES) if args.approach == "head" else None
+    spaces = list(paths) if paths else args.color_spaces or ["rgb", "hsv", "lab", "yuv"]
     if args.reference not in spaces:
         raise EmoNetError(f"--reference {args.reference} is not among the colour spaces compared ({', '.join(spaces)})")
-    folds = make_folds(samples, args.split, args.folds, args.seed)
-    units = _units(spaces, args)
+    every = all_units(args.repeats, spaces, args.heads, args.folds)
+    if args.list_units:
+        print("\n".join(u.label for u in every))
+        return
+    units = [parse_only(args.only, spaces, args.heads, args.folds, args.repeats)] if args.only else every
+    if args.report_only:
+        adopt_unit_settings(args, every)
+    if args.approach == "head":
+        manifests = read_manifests(paths)
+        common = check_manifests(manifests, args.common_frames)
+        samples = common.samples
+    else:
+        dataset_root = Path(dataset_root_or_env(args.dataset_root)).resolve()
+        frames = load_frames_for(dataset_root, args.limit, args.crop)
+        samples = [f.sample() for f in frames]
+    folds = make_folds(samples, args.split, args.folds, args.seed, args.repeats)
     error = None
     if dist.is_main:
         try:
-            claim_folds(args.output_dir, folds, write=not args.report_only)
+            check_kind(args.output_dir, "comparison")
+            folds = claim_folds(args.output_dir, folds, write=not args.report_only)
         except EmoNetError as exc:
             error = exc
     dist.agree(error)
-    if not args.report_only:
+    folds = dist.broadcast(folds)
+    if args.approach == "head":
+        datasets = load_spaces(manifests, common, progress=not args.no_progress and dist.is_main)
+        sources = {s: feature_identity(manifests[s], samples) for s in spaces}
+        device = dist.device if dist.device.type == "cuda" else torch.device("cpu")
+        comparison = HeadComparison(args.output_dir, folds, args, spaces, datasets, sources, manifests, device)
+        expected = comparison.expected
+    else:
+        source = finetune_source(frames, sha256_file(args.pretrained_path), dist.world_size)
+        expected = lambda unit: finetune_plan(unit, folds, args, source)[2]  # noqa: E731
+    if args.report_only:
+        check_finished(args.output_dir, every, expected)
+    else:
         if args.approach == "head":
-            run_head_units(args, dist, units, manifests, common, folds)
-        else:
-            source = {"dataset_root": str(dataset_root), "pretrained_sha256": sha256_file(args.pretrained_path),
-                      "processes": dist.world_size}
-            for space, k in units:
-                done = run_finetune_unit(args.output_dir, space, k, frames, source, folds, args, dist)
+            mine = units[dist.rank :: dist.world_size]  # torchrun: each process its share, none twice
+            workers = args.workers or default_workers(dist)
+            lines = run_head_units(comparison, mine, workers, progress=not args.no_progress and dist.is_main)
+            for rank_lines in dist.gather(lines):
                 if dist.is_main:
-                    print(f"{space}:{k} {done}")
+                    print("\n".join(rank_lines))
+        else:
+            for unit in units:
+                done = run_finetune_unit(args.output_dir, unit, frames, source, dataset_root, folds, args, dist)
+                if dist.is_main:
+                    print(f"{unit.label} {done}")
         dist.barrier()
     if args.only or not dist.is_main:
         return
-    model, zero = collect_predictions(args.output_dir, spaces, folds, samples)
-    keep = model.notna().all(axis=1).to_numpy()  # frames that could not be decoded for some space (finetune)
+    report(args, spaces, every, folds, samples, manifests if args.approach == "head" else None,
+           common if args.approach == "head" else None)
+
+
+def adopt_unit_settings(args, units) -> None:
+    """--report_only: the training flags not given on the command line take the values the units record (a flag
+    that is given is then checked against every unit, like any other setting)."""
+    fingerprints = {u.head: fp for u in reversed(units) if (fp := read_fingerprint(u.folder(args.output_dir)))}
+    if not fingerprints:
+        raise EmoNetError(f"{args.output_dir}: no finished unit to report on; run the units first")
+    for name in TRAINING_FLAGS[args.approach]:
+        if name in args.given_training:
+            continue
+        # The temporal head's own flag comes from a temporal unit; every other flag from any unit.
+        source = fingerprints.get("temporal") if name == "clips_per_batch" else next(iter(fingerprints.values()))
+        if source is not None and name in source["training"]:
+            setattr(args, name, source["training"][name])
+
+
+def check_finished(output_dir: Path, units, expected) -> None:
+    """--report_only: every unit is finished and was made with the settings this report describes."""
+    missing = [u.label for u in units if not (u.folder(output_dir) / UNIT_FILE).is_file()]
+    if missing:
+        raise EmoNetError(f"{len(missing)} units are not finished ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}); "
+                          "run them (--only UNIT, or without --report_only) before the report")
+    for unit in units:
+        check_same_settings(unit.folder(output_dir), read_fingerprint(unit.folder(output_dir)), expected(unit), "made")
+
+
+def report(args, spaces, units, folds, samples, manifests, common) -> None:
+    preds, zero = collect_predictions(args.output_dir, units, folds, samples, args.repeats)
+    keep = np.logical_and.reduce([p.notna().all(axis=1).to_numpy() for p in preds])  # undecodable frames (finetune)
     if not keep.all():
         print(f"{int((~keep).sum())} frames lack a prediction for some colour space (undecodable) and are left out",
               file=sys.stderr)
-    model, zero, samples = model[keep], zero[keep], [s for s, k in zip(samples, keep, strict=True) if k]
+    preds = [p[keep].reset_index(drop=True) for p in preds]
+    zero = zero[keep].reset_index(drop=True)
+    samples = [s for s, k in zip(samples, keep, strict=True) if k]
     unit_ids = {u: i for i, u in enumerate(sorted({sample_key(s, args.split) for s in samples}))}
     groups = np.array([unit_ids[sample_key(s, args.split)] for s in samples], dtype=np.int64)
-    protocol = _protocol(args, spaces, samples, manifests if args.approach == "head" else None,
-                         common if args.approach == "head" else None, dist)
-    report = build_report(model.reset_index(drop=True), zero.reset_index(drop=True), spaces, args.reference, groups,
-                          protocol, {s: str(paths[s]) for s in spaces} if args.approach == "head" else None)
-    write_report(args.output_dir, report, model, zero)
-    print(summary(report))
+    protocol = _protocol(args, units, samples, common)
+    sources = {s: unit_source(next(u for u in units if u.space == s).folder(args.output_dir)) for s in spaces}
+    result = build_report(preds, zero, spaces, args.heads, args.reference, groups, protocol,
+                          sources if manifests is not None else None)
+    write_report(args.output_dir, result, preds, zero)
+    print(summary(result))
     print(f"report in {args.output_dir}/ (comparison.md: the table; comparison.json: every figure)")
 
 
-def run_head_units(args, dist, units, manifests, common: CommonFrames, folds) -> None:
-    """Train the head units; under torchrun each process takes a contiguous block of them (whole colour spaces
-    where possible, so that each loads few feature sets)."""
-    mine = [units[i] for i in np.array_split(np.arange(len(units)), dist.world_size)[dist.rank]]
-    device = dist.device if dist.device.type == "cuda" else torch.device("cpu")
-    loaded = {}
-    for space, k in mine:
-        if space not in loaded:
-            loaded = {space: load_space(space, manifests[space], common, progress=not args.no_progress and dist.is_main)}
-        done = run_head_unit(args.output_dir, space, k, loaded[space], manifests[space], folds, args, device)
-        if dist.is_main:
-            print(f"{space}:{k} {done}")
-
-
-def _protocol(args, spaces, samples, manifests, common, dist) -> dict:
-    keys = ("approach", "split", "folds", "seed", "inner_val_split", "epochs", "batch_size", "learning_rate",
-            "weight_decay", "optimizer", "loss_function", "bootstrap", "reference")
-    protocol = {k: getattr(args, k) for k in keys}
-    protocol["unit"] = protocol.pop("split")
-    protocol |= {"frames": len(samples), "clips": len({s["clip"] for s in samples}), "torch_version": torch.__version__,
-                 "selection": "best mean CCC on an inner validation split of each fold's training units"}
+def _protocol(args, units, samples, common) -> dict:
+    """What the report says was done: the training flags as the units record them, the comparison's own choices."""
+    fingerprints = {}
+    for unit in units:
+        fingerprints.setdefault(unit.head, read_fingerprint(unit.folder(args.output_dir)))
+    first = fingerprints[DEFAULT_HEAD]
+    training, source = first["training"], first["input"]
+    protocol = {"approach": args.approach, "unit": args.split, "folds": args.folds, "seed": args.seed,
+                "repeats": args.repeats, "heads": list(args.heads), "bootstrap": args.bootstrap, "reference": args.reference,
+                **{k: training[k] for k in ("inner_val_split", "epochs", "batch_size", "learning_rate", "weight_decay",
+                                            "optimizer", "loss_function")},
+                "frames": len(samples), "clips": len({s["clip"] for s in samples}), "torch_version": torch.__version__,
+                "selection": "best mean CCC on an inner validation split of each fold's training units",
+                "demo": bool(args.demo)}
     if args.approach == "head":
-        first = next((m.settings for m in manifests.values() if m.settings), {})
-        protocol |= {"dropout": args.dropout, "crop": first.get("crop"), "pretrained_sha256": first.get("pretrained_sha256"),
-                     "precision": first.get("precision"), "common_frames": args.common_frames,
-                     "dropped_frames": common.dropped,
-                     "manifests": {s: {"path": str(manifests[s].path.resolve()), "sha256": sha256_file(manifests[s].path)}
-                                   for s in spaces}}
+        features = source["features"]
+        protocol |= {"dropout": training["dropout"], "crop": features.get("crop"),
+                     "pretrained_sha256": features.get("pretrained_sha256"), "precision": features.get("precision"),
+                     "common_frames": args.common_frames, "dropped_frames": common.dropped,
+                     "clips_per_batch": fingerprints["temporal"]["training"]["clips_per_batch"] if "temporal" in fingerprints else None}
     else:
-        protocol |= {"crop": args.crop, "pretrained_sha256": sha256_file(args.pretrained_path),
-                     "dataset_root": str(Path(dataset_root_or_env(args.dataset_root)).resolve()),
-                     **{k: getattr(args, k) for k in ("freeze_backbone", "augment", "colour_jitter", "grad_clip", "flip_tta",
-                                                      "amp", "limit")},
-                     "processes": sorted({f["input"]["processes"] for f in unit_fingerprints(args.output_dir, spaces, args.folds)})}
+        protocol |= {"crop": training["crop"], "pretrained_sha256": source["pretrained_sha256"],
+                     **{k: training[k] for k in ("freeze_backbone", "augment", "colour_jitter", "grad_clip", "flip_tta",
+                                                 "amp", "limit")},
+                     "processes": sorted({read_fingerprint(u.folder(args.output_dir))["input"]["processes"] for u in units})}
     return protocol
 
 

@@ -1,9 +1,9 @@
 """Stage 5: evaluate a trained model (or EmoNet zero-shot) with PCC, CCC, MSE, RMSE, SAGR and a leakage audit.
 
-    python evaluate_hsv_model.py --model_path hsv_features_training/best_model.pth --model_type feature \
-        --output_dir hsv_features_evaluation
+    python evaluate_hsv_model.py --model_path hsv_features_training/best_model.pth --model_type feature \\
+        --output_dir hsv_features_evaluation    # any head: frame, smooth or temporal
     python evaluate_hsv_model.py --model_path hsv_full_training/best_model.pth --model_type full --output_dir hsv_full_evaluation
-    python evaluate_hsv_model.py --model_type pretrained --manifest_file features_manifest.json --subset all \
+    python evaluate_hsv_model.py --model_type pretrained --manifest_file features_manifest.json --subset all \\
         --output_dir rgb_zero_shot_evaluation
 
 Evaluates the held-out side of the split stored in the checkpoint (`--subset val`, the default); the
@@ -29,7 +29,8 @@ from emonet.distributed import init_distributed
 from emonet.errors import EmoNetError
 from emonet.evaluation import (SUBSETS, check_results_dir, evaluation_results, leak_warning, selected_on,
                                selection_warning, summary_table, write_evaluation)
-from emonet.features import load_feature_set, load_head, predict_head
+from emonet.features import load_feature_set
+from emonet.heads import HeadPredictor, chosen_sigma, head_kind
 from emonet.finetune import load_frames_for, predict_frames
 from emonet.manifest import read_manifest
 from emonet.splits import selection_side, split_indices
@@ -133,7 +134,8 @@ def evaluate_features(args, ckpt: dict | None, source: dict) -> tuple[list[dict]
                               "(--pretrained_path PATH --dataset_root ROOT) or re-extract the features")
         pred = data.emonet_va[chosen] * LABEL_SCALE
     else:
-        pred = predict_head(load_head(ckpt), data.features[chosen], resolve_device(args.device))
+        samples = [data.samples[i] for i in chosen]  # a smooth or temporal head places them along their clips
+        pred = HeadPredictor.from_checkpoint(ckpt).predict(data.features[chosen], samples, resolve_device(args.device))
     return [data.samples[i] for i in chosen], pred, development, []
 
 
@@ -142,7 +144,7 @@ def evaluate_frames(args, ckpt: dict | None, source: dict, dist) -> tuple[list[d
     that cannot be decoded are left out and listed. Returns as `evaluate_features`."""
     device = dist.device
     model, _ = load_emonet(args.model_path if args.model_type == "full" else args.pretrained_path, device)
-    frames = load_frames_for(source["dataset_root"])
+    frames = load_frames_for(source["dataset_root"], crop=source["crop"])
     samples = [f.sample() for f in frames]
     chosen, development = _subset(samples, ckpt["split"] if ckpt else None, args.subset)
     pred, failed = predict_frames(model, [frames[i] for i in chosen], source["color_space"], source["crop"], device,
@@ -167,6 +169,7 @@ def main(args):
         "manifest_file": source["manifest_file"], "dataset_root": source["dataset_root"], "subset": args.subset,
         "split": ckpt["split"]["mode"] if ckpt else None, "color_space": source["color_space"], "crop": source["crop"],
         "flip_tta": args.flip_tta,
+        "head": ({"kind": head_kind(ckpt), "sigma": chosen_sigma(ckpt)} if args.model_type == "feature" else None),
     }
     check_results_dir(args.output_dir, info, args.overwrite)
     dist = init_distributed(args.device if on_frames else "cpu")

@@ -1,6 +1,6 @@
 """Stage 4: fine-tune EmoNet's valence/arousal outputs on AFEW-VA frames, colour-converted on the fly.
 
-    python train_emonet_hsv.py --dataset_root $AFEW_VA_ROOT --pretrained_path pretrained/emonet_8.pth \
+    python train_emonet_hsv.py --dataset_root $AFEW_VA_ROOT --pretrained_path pretrained/emonet_8.pth \\
         --freeze_backbone --inner_val_split 0.1 --batch_size 32 --epochs 10 --learning_rate 1e-4
     torchrun --nproc_per_node 4 train_emonet_hsv.py --device cuda ...    # one GPU per process (DDP)
 
@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_training_arguments, check_finetune_args,
-                        check_training_args, dataset_root_or_env, run)
+                        check_training_args, dataset_root_or_env, resume_hint, run)
 from emonet.constants import AFEW_VA_ROOT_ENV
 from emonet.distributed import init_distributed
 from emonet.finetune import FINETUNE_DEFAULTS, FINETUNE_FIXED_ARGS, finetune_emonet, load_frames_for
@@ -50,7 +50,8 @@ def main(args):
 
 
 def train(args, dist) -> None:
-    output_dir = Path(args.output_dir or f"{args.color_space}_{OUTPUT_KIND}")
+    args.output_dir = str(args.output_dir or f"{args.color_space}_{OUTPUT_KIND}")
+    output_dir = Path(args.output_dir)
     check_output_dir(output_dir, args.resume, args.overwrite)
     resumed = load_training_checkpoint(args.resume, MODEL_TYPE) if args.resume else None
     settings = {
@@ -65,7 +66,7 @@ def train(args, dist) -> None:
                      + resume_changes({"processes": resumed.get("world_size", 1)}, {"processes": dist.world_size},
                                       ("processes",)))
     dataset_root = Path(dataset_root_or_env(args.dataset_root, args.data_root)).resolve()
-    frames = load_frames_for(dataset_root, args.limit)
+    frames = load_frames_for(dataset_root, args.limit, args.crop)
     samples = [f.sample() for f in frames]
     split = resumed["split"] if resumed else make_split(samples, args.split, args.val_split, args.seed, args.folds,
                                                         args.fold, args.inner_val_split)
@@ -83,4 +84,4 @@ def train(args, dist) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, get_args_parser().parse_args()))
+    sys.exit(run(main, get_args_parser().parse_args(), interrupted=resume_hint))

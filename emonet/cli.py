@@ -3,7 +3,10 @@ scripts take with the same meaning, and the checks that refuse impossible or ign
 any work. The parsers themselves are built in the scripts; nothing here parses argv or exits."""
 import logging
 import os
+import shlex
 import sys
+from collections.abc import Callable
+from pathlib import Path
 
 from .colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
 from .constants import AFEW_VA_ROOT_ENV, DEFAULT_PRETRAINED_PATH
@@ -17,11 +20,12 @@ from .training import OPTIMIZERS
 logger = logging.getLogger("emonet")
 
 
-def run(main, args) -> int:
+def run(main, args, interrupted: Callable[[object], str] | None = None) -> int:
     """Run `main(args)` and return its exit code; a user-fixable error becomes one line on stderr and 1.
 
     Under torchrun (RANK set) only rank 0 logs information; the other ranks log errors alone, so a job
-    prints one set of messages however many processes it has.
+    prints one set of messages however many processes it has. On Ctrl-C, `interrupted(args)` says how to go
+    on (by default: a rerun of the same command continues).
     """
     rank = int(os.environ.get("RANK", "0"))
     logging.basicConfig(level=logging.INFO if rank == 0 else logging.ERROR, format="%(levelname)s %(message)s",
@@ -32,8 +36,28 @@ def run(main, args) -> int:
         logger.error("%s", exc)
         return 1
     except KeyboardInterrupt:
-        logger.error("interrupted; files already written are complete and a rerun continues")
+        logger.error("interrupted; %s", interrupted(args) if interrupted else
+                     "files already written are complete and a rerun of the same command continues")
         return 130
+
+
+def resume_hint(args) -> str:
+    """The exact command that continues an interrupted training run in `args.output_dir` (its last.pth), or
+    starts it again when no epoch had finished."""
+    argv, skip = [], False
+    for arg in sys.argv[1:]:  # the command as typed, without --resume X and --overwrite
+        if skip:
+            skip = False
+        elif arg == "--resume":
+            skip = True
+        elif not (arg.startswith("--resume=") or arg == "--overwrite"):
+            argv.append(arg)
+    last = Path(args.output_dir) / "last.pth"
+    what, extra = (("continue it with", ["--resume", str(last)]) if last.is_file()
+                   else ("no epoch had finished; start it again with", ["--overwrite"]))
+    if "WORLD_SIZE" in os.environ:
+        return f"{what} the same torchrun command plus {shlex.join(extra)}"
+    return f"{what}: {shlex.join(['python', sys.argv[0], *argv, *extra])}"
 
 
 def dataset_root_or_env(value: str | None, fallback: str | None = None) -> str:

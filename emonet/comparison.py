@@ -2,38 +2,53 @@
 
 - Every colour space is scored on the same frames (manifests that differ are refused, or, with
   common_frames, restricted to the frames all of them have) and the same folds: group K-fold over clips
-  (or actors), computed once from the frame list and the seed (`folds.json`).
-- A unit is one colour space and one fold. It trains on the other K-1 folds, chooses its best epoch on an
-  inner split of those training clips, and predicts the held-out fold once, with the chosen model. Every
-  frame thus gets one out-of-fold prediction per colour space; the held-out fold never picks an epoch.
-- A unit's folder `<output_dir>/<space>/fold_<k>/` holds its training outputs (as the training scripts
-  write them), `fold_predictions.csv` (the held-out frames: the chosen model's prediction and EmoNet's own
-  zero-shot one, raw scale) and `unit.json`, written last: a unit with `unit.json` is finished. A rerun
-  skips finished units with the same settings, resumes an interrupted one from its `last.pth`, and refuses a
-  unit made with other settings.
+  (or actors), computed from the frame list and the seed (`folds.json`). Repetition r of a repeated
+  cross-validation draws its own folds, inner splits, initialisations and orders from seed + r.
+- A unit is one (repetition, colour space, head, fold). It trains on the other K-1 folds, chooses its best
+  epoch (and, for the smooth head, its sigma) on an inner split of those training clips, and predicts the
+  held-out fold once, with the chosen model. Every frame thus gets one out-of-fold prediction per
+  repetition, colour space and head; the held-out fold never picks anything.
+- A unit's folder (`Unit.folder`) holds its training outputs (as the training scripts write them),
+  `fold_predictions.csv` (the held-out frames: the chosen model's prediction and EmoNet's own zero-shot one,
+  raw scale) and `unit.json`, written last: a unit with `unit.json` is finished. A rerun skips finished
+  units with the same settings, resumes an interrupted one from its `last.pth`, and refuses a unit made with
+  other settings, saying which in words.
 
-Two approaches: `head` trains the feature head on each space's extracted features
-(`features.train_feature_head`, the code of train_emonet_features.py); `finetune` fine-tunes EmoNet on the
-frames (`finetune.finetune_emonet`, the code of train_emonet_hsv.py).
+Two approaches: `head` trains heads (`heads.py`) on each space's extracted features
+(`head_training.train_heads`, the code of train_emonet_features.py); `finetune` fine-tunes EmoNet on the
+frames (`finetune.finetune_emonet`, the code of train_emonet_hsv.py), frame head only.
+
+Head units of one command use every core: frame and smooth units are trained as batches
+(`head_training.StackedHeads`), one batch per worker process, and temporal units one per worker. A unit's
+figures do not depend on the batch or the process it was trained in, so 1 or N workers, torchrun or a job
+array give the same report bit for bit.
 """
+import hashlib
 import json
 import logging
+import os
+import re
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from multiprocessing import get_context
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
 import torch
+from tqdm import tqdm
 
 from .afew_va import Frame
 from .checkpoint import load_emonet
 from .constants import LABEL_SCALE
 from .distributed import Distributed
 from .errors import EmoNetError
-from .features import FeatureSet, load_feature_set, load_head, predict_head, train_feature_head
+from .features import FeatureSet, load_feature_set
 from .finetune import FINETUNE_FIXED_ARGS, finetune_emonet, predict_frames
-from .io import sha256_file, write_json, write_text
+from .head_training import HEAD_THREADS, HeadUnit, head_config, intra_op_threads, model_args, train_heads
+from .heads import DEFAULT_HEAD, HeadPredictor
+from .io import write_json, write_text
 from .manifest import FEATURE_IDENTITY_KEYS, Manifest, default_feature_paths, read_manifest
 from .splits import assign_folds, sample_key, split_indices, split_with_inner
 from .training import RESUME_FIXED_ARGS, load_training_checkpoint
@@ -46,12 +61,66 @@ UNIT_FILE = "unit.json"
 UNIT_PREDICTIONS = "fold_predictions.csv"
 PREDICTION_COLUMNS = ("clip", "frame", "valence_pred", "arousal_pred", "valence_zero_shot", "arousal_zero_shot")
 MODEL_TYPES = {"head": "feature_head", "finetune": "emonet"}
-# The flags of a unit's training run; with the split, the input and the approach they make its fingerprint.
-HEAD_TRAINING_ARGS = (*RESUME_FIXED_ARGS, "epochs", "dropout")
+# The flags of a unit's training run; with the split, the head, the input and the approach they make its
+# fingerprint. `clips_per_batch` is the temporal head's (None for the others).
+HEAD_TRAINING_ARGS = (*RESUME_FIXED_ARGS, "epochs", "dropout", "clips_per_batch")
 FINETUNE_TRAINING_ARGS = (*RESUME_FIXED_ARGS, *FINETUNE_FIXED_ARGS, "epochs", "flip_tta")
+# The flags a report takes from its units (with --report_only, those not given are read from them).
+TRAINING_FLAGS = {"head": ("epochs", "batch_size", "learning_rate", "weight_decay", "optimizer", "loss_function",
+                           "dropout", "inner_val_split", "clips_per_batch"),
+                  "finetune": ("epochs", "batch_size", "learning_rate", "weight_decay", "optimizer", "loss_function",
+                               "inner_val_split", "crop", "freeze_backbone", "augment", "colour_jitter", "grad_clip",
+                               "amp", "flip_tta", "limit", "n_expression", "sync_bn")}
 
 
-# -- inputs --------------------------------------------------------------------------------------------------
+# -- units -------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True, order=True)
+class Unit:
+    """One (repetition, colour space, head, fold) of a comparison."""
+
+    repeat: int
+    space: str
+    head: str
+    fold: int
+
+    @property
+    def label(self) -> str:
+        """As --only takes it: SPACE:FOLD for the frame head, SPACE:HEAD:FOLD for another; @REPEAT after it for a
+        repetition other than 0."""
+        core = f"{self.space}:{self.fold}" if self.head == DEFAULT_HEAD else f"{self.space}:{self.head}:{self.fold}"
+        return core + (f"@{self.repeat}" if self.repeat else "")
+
+    def folder(self, output_dir: Path) -> Path:
+        """<output_dir>[/repeat_R]/<space>[/<head>]/fold_<k>: repetition 0's frame head where it always was."""
+        base = output_dir if self.repeat == 0 else output_dir / f"repeat_{self.repeat}"
+        base = base / self.space
+        return (base if self.head == DEFAULT_HEAD else base / self.head) / f"fold_{self.fold}"
+
+
+def all_units(repeats: int, spaces: list[str], heads: list[str], folds: int) -> list[Unit]:
+    """Every unit, ordered by repetition, space, head, fold."""
+    return [Unit(r, s, h, k) for r in range(repeats) for s in spaces for h in heads for k in range(folds)]
+
+
+ONLY_PATTERN = re.compile(r"^(?P<space>[^:@]+)(?::(?P<head>[^:@]+))?:(?P<fold>\d+)(?:@(?P<repeat>\d+))?$")
+
+
+def parse_only(value: str, spaces: list[str], heads: list[str], folds: int, repeats: int) -> Unit:
+    """--only SPACE:FOLD (frame head, repetition 0), SPACE:HEAD:FOLD, or either with @REPEAT."""
+    match = ONLY_PATTERN.match(value)
+    unit = None
+    if match:
+        unit = Unit(int(match["repeat"] or 0), match["space"], match["head"] or DEFAULT_HEAD, int(match["fold"]))
+    if (unit is None or unit.space not in spaces or unit.head not in heads or not 0 <= unit.fold < folds
+            or not 0 <= unit.repeat < repeats):
+        raise EmoNetError(f"--only {value}: expected SPACE:FOLD or SPACE:HEAD:FOLD, optionally followed by @REPEAT, with "
+                          f"SPACE one of {', '.join(spaces)}, HEAD one of {', '.join(heads)} (--heads), FOLD in "
+                          f"0..{folds - 1} and REPEAT in 0..{repeats - 1} (--repeats), e.g. {spaces[-1]}:{heads[-1]}:0"
+                          + ("@1" if repeats > 1 else ""))
+    return unit
+
+
+# -- inputs ------------------------------------------------------------------------------------------------------
 def parse_manifest_args(values: list[str] | None, folder: Path, known_spaces: tuple[str, ...]) -> dict[str, Path]:
     """`LABEL=PATH` pairs; without any, the standard manifest of every colour space found in `folder`."""
     if not values:
@@ -69,6 +138,8 @@ def parse_manifest_args(values: list[str] | None, folder: Path, known_spaces: tu
             raise EmoNetError(f"--manifests {value!r}: expected LABEL=PATH, e.g. rgb=features_manifest.json")
         if label in out:
             raise EmoNetError(f"--manifests: the label {label!r} is given twice")
+        if not re.fullmatch(r"[A-Za-z0-9_-]+", label):
+            raise EmoNetError(f"--manifests {value!r}: a label is letters, digits, - and _ (it names folders and columns)")
         out[label] = Path(path)
     if len(out) < 2:
         raise EmoNetError("--manifests: a comparison needs two colour spaces or more")
@@ -140,70 +211,137 @@ def check_manifests(manifests: dict[str, Manifest], common_frames: bool) -> Comm
     return CommonFrames(samples, positions, dropped)
 
 
-def reorder(data: FeatureSet, samples: list[dict], positions: np.ndarray) -> FeatureSet:
-    """A space's features in the comparison's frame order."""
-    return FeatureSet(samples, data.features[positions], data.labels[positions],
-                      None if data.emonet_va is None else data.emonet_va[positions])
+def frames_sha256(samples: list[dict]) -> str:
+    """What a unit learns from and is scored on, whatever folder or path string the files came from: every frame's
+    clip, number and labels, in order."""
+    text = "\n".join(f"{s['clip']}/{s['frame']} {float(s['valence']):g} {float(s['arousal']):g}" for s in samples)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
-# -- folds and units -------------------------------------------------------------------------------------------
-def make_folds(samples: list[dict], unit: str, folds: int, seed: int) -> dict:
-    """The folds shared by every colour space: `{"unit", "seed", "folds": [[ids of fold 0], ...]}`."""
-    return {"unit": unit, "seed": seed, "folds": assign_folds(samples, unit, folds, seed)}
+def feature_identity(manifest: Manifest, samples: list[dict]) -> dict:
+    """A head unit's input, by content: the settings that define the features, and the frames. The manifest's
+    path and its other settings (the path string of the checkpoint, say) are left out on purpose."""
+    return {"features": {k: manifest.settings.get(k) for k in FEATURE_IDENTITY_KEYS},
+            "frames_sha256": frames_sha256(samples)}
 
 
-def claim_folds(output_dir: Path, folds: dict, write: bool) -> None:
-    """Write `folds.json`, or check that the one there is the same (a folder holds one comparison)."""
+def load_spaces(manifests: dict[str, Manifest], common: CommonFrames, progress: bool) -> dict[str, FeatureSet]:
+    """Every space's features, in the comparison's frame order. All are read before the first unit trains, so
+    that a truncated file stops the command at once, not after hours of other units."""
+    out = {}
+    for label, m in manifests.items():
+        data = load_feature_set(m, progress=progress)
+        p = common.positions[label]
+        out[label] = FeatureSet(common.samples, data.features[p], data.labels[p],
+                                None if data.emonet_va is None else data.emonet_va[p])
+    return out
+
+
+def read_manifests(paths: dict[str, Path]) -> dict[str, Manifest]:
+    return {label: read_manifest(path) for label, path in paths.items()}
+
+
+# -- folds -------------------------------------------------------------------------------------------------------
+def make_folds(samples: list[dict], unit: str, folds: int, seed: int, repeats: int = 1) -> dict:
+    """The folds shared by every colour space and head: `{"unit", "seed", "folds": repetition 0's partition,
+    "repeats": [{"seed": seed + r, "folds": [[ids of fold 0], ...]}, ...]}`."""
+    drawn = [{"seed": seed + r, "folds": assign_folds(samples, unit, folds, seed + r)} for r in range(repeats)]
+    return {"unit": unit, "seed": seed, "folds": drawn[0]["folds"], "repeats": drawn}
+
+
+def claim_folds(output_dir: Path, folds: dict, write: bool) -> dict:
+    """Write `folds.json`, or check that the one there is the same comparison: same unit, seed and partitions for
+    the repetitions both hold. A larger --repeats extends it; the returned folds hold every repetition known."""
     path = output_dir / FOLDS_FILE
     if path.is_file():
-        if json.loads(path.read_text()) != folds:
+        stored = json.loads(path.read_text())
+        stored_repeats = stored.get("repeats") or [{"seed": stored.get("seed"), "folds": stored.get("folds")}]
+        shared = min(len(stored_repeats), len(folds["repeats"]))
+        if ({k: stored.get(k) for k in ("unit", "seed", "folds")} != {k: folds[k] for k in ("unit", "seed", "folds")}
+                or stored_repeats[:shared] != folds["repeats"][:shared]):
             raise EmoNetError(f"{path} holds other folds (another frame list, unit, --folds or --seed): {output_dir} "
                               "belongs to another comparison; choose another --output_dir")
-    elif write:
+        if len(stored_repeats) >= len(folds["repeats"]):
+            return {**folds, "repeats": stored_repeats}
+    if write:
         write_json(path, folds)
+    return folds
 
 
-def unit_split(folds: dict, k: int, inner_val_split: float) -> dict:
-    """The split of fold k: the other folds train (less the inner validation units), fold k is held out."""
-    train = sorted(u for j, fold in enumerate(folds["folds"]) if j != k for u in fold)
-    return split_with_inner(folds["unit"], folds["seed"], train, folds["folds"][k], inner_val_split,
-                            val_split=None, folds=len(folds["folds"]), fold=k)
+def unit_split(folds: dict, unit: Unit, inner_val_split: float) -> dict:
+    """The split of a unit: the other folds of its repetition train (less the inner validation units)."""
+    repetition = folds["repeats"][unit.repeat]
+    train = sorted(u for j, fold in enumerate(repetition["folds"]) if j != unit.fold for u in fold)
+    return split_with_inner(folds["unit"], repetition["seed"], train, repetition["folds"][unit.fold], inner_val_split,
+                            val_split=None, folds=len(repetition["folds"]), fold=unit.fold)
 
 
-def parse_only(value: str, spaces: list[str], n_folds: int) -> tuple[str, int]:
-    space, sep, fold = value.rpartition(":")
-    if not sep or space not in spaces or not fold.isdigit() or not 0 <= int(fold) < n_folds:
-        raise EmoNetError(f"--only {value}: expected SPACE:FOLD with SPACE one of {', '.join(spaces)} and FOLD in "
-                          f"0..{n_folds - 1}")
-    return space, int(fold)
-
-
-def unit_dir(output_dir: Path, space: str, fold: int) -> Path:
-    return output_dir / space / f"fold_{fold}"
-
-
-def unit_args(args, folds: dict, k: int, names: tuple[str, ...]) -> SimpleNamespace:
-    """The training flags of unit k, as the training script would hold them (its checkpoints resume there too)."""
+def unit_args(args, folds: dict, unit: Unit, names: tuple[str, ...]) -> SimpleNamespace:
+    """The training flags of a unit, as the training script would hold them (its checkpoints resume there too)."""
     values = {n: getattr(args, n) for n in names if hasattr(args, n)}
-    values.update(split=folds["unit"], val_split=None, folds=len(folds["folds"]), fold=k, save_freq=args.save_freq,
-                  no_progress=args.no_progress)
+    values.update(split=folds["unit"], val_split=None, folds=len(folds["folds"]), fold=unit.fold,
+                  seed=args.seed + unit.repeat, head=unit.head, save_freq=args.save_freq, no_progress=args.no_progress)
+    if unit.head != "temporal":
+        values["clips_per_batch"] = None
     return SimpleNamespace(**values)
 
 
-def _fingerprint(approach: str, space: str, split: dict, training: SimpleNamespace, names, source: dict) -> dict:
-    return {"approach": approach, "space": space, "split": split,
+def fingerprint(approach: str, unit: Unit, split: dict, training: SimpleNamespace, names, source: dict,
+                head: dict) -> dict:
+    return {"approach": approach, "space": unit.space, "head": head, "repeat": unit.repeat, "split": split,
             "training": {n: getattr(training, n) for n in names if hasattr(training, n)}, "input": source}
 
 
-def unit_state(folder: Path, fingerprint: dict, model_type: str, epochs: int) -> tuple[str, dict | None]:
+# What a refusal calls each part of a fingerprint, so that it says what changed in words.
+FINGERPRINT_WORDS = {
+    "input.frames_sha256": "the frames or their labels",
+    "input.features.crop": "the features' crop",
+    "input.features.precision": "the features' precision",
+    "input.features.image_size": "the features' image size",
+    "input.features.color_space": "the features' colour space",
+    "input.features.pretrained_sha256": "the EmoNet checkpoint that made the features",
+    "input.pretrained_sha256": "the EmoNet checkpoint",
+    "input.processes": "the number of processes (the global batch)",
+    "split": "the split (its folds or inner validation clips)",
+    "head": "the head's configuration",
+    "approach": "the approach",
+    "space": "the colour space",
+    "repeat": "the repetition",
+}
+
+
+def _words(key: str) -> str:
+    if key.startswith("training."):
+        return f"--{key.removeprefix('training.')}"
+    return next((w for k, w in FINGERPRINT_WORDS.items() if key == k or key.startswith(k + ".")), key)
+
+
+def _shown(value) -> str:
+    text = repr(value)
+    return text[:14] + "...'" if isinstance(value, str) and len(value) == 64 else text  # a sha256: its start
+
+
+def differences(before: dict, after: dict, prefix: str = "") -> list[str]:
+    """The parts of two fingerprints that differ, in words: `--learning_rate 0.001 -> 0.01`."""
+    out = []
+    for k in sorted(set(before) | set(after)):
+        a, b = before.get(k), after.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{k}.")
+        elif a != b:
+            words = _words(prefix + k)
+            out.append(f"{words} differs" if isinstance(a, (list, dict)) or isinstance(b, (list, dict))
+                       else f"{words} {_shown(a)} -> {_shown(b)}")
+    return list(dict.fromkeys(out))  # the split's sides each differ: say it once
+
+
+def unit_state(folder: Path, expected: dict, model_type: str, epochs: int) -> tuple[str, dict | None]:
     """("done", None), ("predict", None) when training is complete but not its predictions, ("resume", ckpt)
-    or ("new", None); refuses a unit made with other settings."""
+    or ("new", None); refuses a unit made with other settings, naming them."""
     marker = folder / UNIT_FILE
     if marker.is_file():
         stored = json.loads(marker.read_text())["fingerprint"]
-        if stored != fingerprint:
-            raise EmoNetError(f"{folder}: this unit was made with other settings ({_differences(stored, fingerprint)}); "
-                              "refusing to mix them. Use another --output_dir")
+        check_same_settings(folder, stored, expected, "made")
         return "done", None
     last = folder / "last.pth"
     if not last.is_file():
@@ -213,97 +351,205 @@ def unit_state(folder: Path, fingerprint: dict, model_type: str, epochs: int) ->
     if stored is None:
         raise EmoNetError(f"{last}: not a unit of a comparison (no fingerprint); use another --output_dir")
     stored = {**stored, "training": {**stored["training"], "epochs": epochs}}  # an interrupted unit may train longer
-    if stored != fingerprint:
-        raise EmoNetError(f"{last}: this unit was started with other settings ({_differences(stored, fingerprint)}); "
-                          "refusing to mix them. Use another --output_dir")
+    check_same_settings(folder, stored, expected, "started")
     return ("predict", None) if int(ckpt["epoch"]) >= epochs else ("resume", ckpt)
 
 
-def _differences(before: dict, after: dict, prefix: str = "") -> str:
-    out = []
-    for k in sorted(set(before) | set(after)):
-        a, b = before.get(k), after.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            nested = _differences(a, b, f"{prefix}{k}.")
-            out += [nested] if nested else []
-        elif a != b:
-            out.append(f"{prefix}{k} {a!r} -> {b!r}" if not isinstance(a, list) else f"{prefix}{k} differs")
-    return "; ".join(out)
+def check_same_settings(folder: Path, stored: dict, expected: dict, verb: str) -> None:
+    if "head" not in stored:
+        raise EmoNetError(f"{folder}: this unit was {verb} by an earlier version of compare_color_spaces.py, which "
+                          "recorded its input differently; use another --output_dir")
+    if stored != expected:
+        raise EmoNetError(f"{folder}: this unit was {verb} with other settings ({'; '.join(differences(stored, expected))}); "
+                          "refusing to mix them. Use another --output_dir")
+
+
+def read_fingerprint(folder: Path) -> dict | None:
+    """The fingerprint of a finished unit, None for an unfinished one."""
+    marker = folder / UNIT_FILE
+    return json.loads(marker.read_text())["fingerprint"] if marker.is_file() else None
+
+
+def unit_source(folder: Path) -> str | None:
+    """Where a finished unit's input came from (a manifest's path, the dataset root), as it recorded it."""
+    return json.loads((folder / UNIT_FILE).read_text()).get("source")
 
 
 def _finish_unit(folder: Path, samples: list[dict], pred: np.ndarray, zero_shot: np.ndarray | None,
-                 fingerprint: dict) -> None:
+                 fp: dict, source_path: str | None) -> None:
     zero = zero_shot if zero_shot is not None else np.full((len(samples), 2), np.nan)
     frame = pd.DataFrame({"clip": [s["clip"] for s in samples], "frame": [s["frame"] for s in samples],
                           "valence_pred": pred[:, 0], "arousal_pred": pred[:, 1],
                           "valence_zero_shot": zero[:, 0], "arousal_zero_shot": zero[:, 1]}, columns=PREDICTION_COLUMNS)
     write_text(folder / UNIT_PREDICTIONS, frame.to_csv(index=False, float_format=lambda v: repr(float(v))))
-    write_json(folder / UNIT_FILE, {"fingerprint": fingerprint, "frames": len(samples)})  # last: the unit is done
+    # Last: the unit is done. `source` (the manifest's path, say) is for a reader, not part of the fingerprint.
+    write_json(folder / UNIT_FILE, {"fingerprint": fp, "frames": len(samples), "source": source_path})
 
 
-def run_head_unit(output_dir: Path, space: str, k: int, data: FeatureSet, manifest: Manifest, folds: dict, args,
-                  device: torch.device) -> str:
-    """Train, select and predict one unit of the head comparison; returns what was done."""
-    folder = unit_dir(output_dir, space, k)
-    split = unit_split(folds, k, args.inner_val_split)
-    training = unit_args(args, folds, k, (*HEAD_TRAINING_ARGS, "inner_val_split"))
-    source = {"manifest": str(manifest.path.resolve()), "manifest_sha256": sha256_file(manifest.path)}
-    fingerprint = _fingerprint("head", space, split, training, HEAD_TRAINING_ARGS, source)
-    state, resumed = unit_state(folder, fingerprint, MODEL_TYPES["head"], args.epochs)
-    if state == "done":
-        return "skipped (finished)"
-    indices = split_indices(data.samples, split)
-    if state in ("new", "resume"):
-        meta = {"model_type": MODEL_TYPES["head"], "args": vars(training), "split": split, "unit": fingerprint,
-                "settings": {**manifest.settings, "color_space": space, "manifest_file": source["manifest"],
+def _done(state: str, best: dict, held_out: int) -> str:
+    """One line on a unit: what was done, the epoch chosen on the inner split, the frames predicted."""
+    action = {"new": "trained", "resume": "resumed and trained", "predict": "predicted"}[state]
+    sigma = best["history"][best["best_epoch"] - 1].get("sigma")
+    return (f"{action}: epoch {best['best_epoch']}{f' and sigma {sigma:g}' if sigma is not None else ''} chosen "
+            f"(inner-validation mean CCC {best['best_metric']:.3f}), {held_out} held-out frames predicted")
+
+
+# -- head units --------------------------------------------------------------------------------------------------
+@dataclass
+class HeadComparison:
+    """What every head unit of one command shares: folders, folds, flags, the features of every space."""
+
+    output_dir: Path
+    folds: dict
+    args: object
+    spaces: list[str]
+    datasets: dict[str, FeatureSet]
+    sources: dict[str, dict]  # space -> feature_identity
+    manifests: dict[str, Manifest]
+    device: torch.device
+
+    def plan(self, unit: Unit) -> tuple[dict, SimpleNamespace, dict]:
+        split = unit_split(self.folds, unit, self.args.inner_val_split)
+        training = unit_args(self.args, self.folds, unit, (*HEAD_TRAINING_ARGS, "inner_val_split"))
+        return split, training, fingerprint("head", unit, split, training, HEAD_TRAINING_ARGS, self.sources[unit.space],
+                                            head_config(unit.head, training))
+
+    def expected(self, unit: Unit) -> dict:
+        return self.plan(unit)[2]
+
+    def head_unit(self, unit: Unit, resumed: dict | None) -> HeadUnit:
+        split, training, fp = self.plan(unit)
+        manifest = self.manifests[unit.space]
+        meta = {"model_type": MODEL_TYPES["head"], "args": vars(training), "split": split, "unit": fp,
+                "head": head_config(unit.head, training), "model_args": model_args(unit.head, training),
+                "settings": {**manifest.settings, "color_space": unit.space,
+                             "manifest_file": str(manifest.path.resolve()),
                              "data_root": str(manifest.path.resolve().parent)}}
-        train_feature_head(data, indices, training, folder, meta, resumed, device)
-    best = load_training_checkpoint(folder / "best_model.pth", MODEL_TYPES["head"])
-    held_out = [data.samples[i] for i in indices.val]
-    zero_shot = None if data.emonet_va is None else data.emonet_va[indices.val] * LABEL_SCALE
-    _finish_unit(folder, held_out, predict_head(load_head(best), data.features[indices.val], device), zero_shot, fingerprint)
-    return _done(state, best, len(held_out))
+        return HeadUnit(unit.folder(self.output_dir), unit.head, self.spaces.index(unit.space),
+                        split_indices(self.datasets[unit.space].samples, split), training.seed, meta, resumed)
+
+    def finish(self, unit: Unit, state: str) -> str:
+        """Predict the held-out fold with the unit's chosen model; returns the unit's line."""
+        folder = unit.folder(self.output_dir)
+        split, _, fp = self.plan(unit)
+        data = self.datasets[unit.space]
+        indices = split_indices(data.samples, split)
+        best = load_training_checkpoint(folder / "best_model.pth", MODEL_TYPES["head"])
+        held_out = [data.samples[i] for i in indices.val]
+        zero_shot = None if data.emonet_va is None else data.emonet_va[indices.val] * LABEL_SCALE
+        with intra_op_threads(HEAD_THREADS):
+            pred = HeadPredictor.from_checkpoint(best).predict(data.features[indices.val], held_out, self.device)
+        _finish_unit(folder, held_out, pred, zero_shot, fp, str(self.manifests[unit.space].path.resolve()))
+        return _done(state, best, len(held_out))
 
 
-def run_finetune_unit(output_dir: Path, space: str, k: int, frames: list[Frame], source: dict, folds: dict, args,
-                      dist: Distributed) -> str:
+# The comparison a forked worker process inherits (set before the pool starts; never pickled).
+_SHARED: HeadComparison | None = None
+
+
+def _train_item(item: list[tuple[Unit, str, dict | None]], progress: bool = False) -> list[tuple[str, str]]:
+    """Train and finish the units of one work item (a batch of frame/smooth units, or one temporal unit)."""
+    comparison = _SHARED
+    training = [(u, s, c) for u, s, c in item if s in ("new", "resume")]
+    if training:
+        args = unit_args(comparison.args, comparison.folds, training[0][0], HEAD_TRAINING_ARGS)
+        train_heads([comparison.head_unit(u, c) for u, _, c in training], [comparison.datasets[s] for s in comparison.spaces],
+                    args, comparison.device, progress=progress)
+    return [(u.label, comparison.finish(u, s)) for u, s, _ in item]
+
+
+def _init_worker() -> None:
+    torch.set_num_threads(HEAD_THREADS)
+
+
+def default_workers(dist: Distributed) -> int:
+    """Worker processes for head units: every core of a plain CPU run (one per core: a head step runs on one
+    thread), one under torchrun (its processes are the workers) or on a GPU."""
+    if dist.is_distributed or dist.device.type != "cpu":
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def run_head_units(comparison: HeadComparison, units: list[Unit], workers: int, progress: bool) -> list[str]:
+    """Train, select and predict `units`; returns one line per unit, in the order of `units`.
+
+    Frame and smooth units that need training are dealt into `workers` batches, temporal units are one item
+    each; with several workers the items run in forked processes (each with one intra-op thread).
+    """
+    global _SHARED
+    states = []
+    for unit in units:
+        state, resumed = unit_state(unit.folder(comparison.output_dir), comparison.expected(unit), MODEL_TYPES["head"],
+                                    comparison.args.epochs)
+        states.append((unit, state, resumed))
+    lines = {u.label: "skipped (finished)" for u, s, _ in states if s == "done"}
+    todo = [t for t in states if t[1] != "done"]
+    stacked = [t for t in todo if t[0].head != "temporal"]
+    items = [[stacked[i] for i in chunk] for chunk in np.array_split(np.arange(len(stacked)), max(1, min(workers, len(stacked))))
+             if len(chunk)]
+    items += [[t] for t in todo if t[0].head == "temporal"]
+    _SHARED = comparison
+    try:
+        if workers <= 1 or len(items) <= 1:
+            for item in items:
+                lines.update(_train_item(item, progress))
+        else:
+            context = get_context("fork")  # the workers inherit the features instead of receiving a copy
+            bar = tqdm(total=len(todo), unit="unit", desc="units", disable=not progress)
+            with ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=_init_worker) as pool, bar:
+                futures = [pool.submit(_train_item, item) for item in items]
+                for future in as_completed(futures):
+                    done = future.result()
+                    lines.update(done)
+                    bar.update(len(done))
+    finally:
+        _SHARED = None
+    return [f"{u.label} {lines[u.label]}" for u in units]
+
+
+# -- fine-tuning units -------------------------------------------------------------------------------------------
+def finetune_source(frames: list[Frame], pretrained_sha256: str, processes: int) -> dict:
+    return {"frames_sha256": frames_sha256([f.sample() for f in frames]), "pretrained_sha256": pretrained_sha256,
+            "processes": processes}
+
+
+def finetune_plan(unit: Unit, folds: dict, args, source: dict) -> tuple[dict, SimpleNamespace, dict]:
+    split = unit_split(folds, unit, args.inner_val_split)
+    training = unit_args(args, folds, unit, (*FINETUNE_TRAINING_ARGS, "inner_val_split", "pretrained_path", "num_workers"))
+    training.color_space = unit.space
+    return split, training, fingerprint("finetune", unit, split, training, FINETUNE_TRAINING_ARGS, source,
+                                        {"kind": DEFAULT_HEAD})
+
+
+def run_finetune_unit(output_dir: Path, unit: Unit, frames: list[Frame], source: dict, dataset_root: Path, folds: dict,
+                      args, dist: Distributed) -> str:
     """Fine-tune, select and predict one unit of the fine-tuning comparison (every process of a torchrun job
     takes part; rank 0 writes); returns what was done."""
-    folder = unit_dir(output_dir, space, k)
-    split = unit_split(folds, k, args.inner_val_split)
-    training = unit_args(args, folds, k, (*FINETUNE_TRAINING_ARGS, "inner_val_split", "pretrained_path", "num_workers"))
-    training.color_space = space
-    fingerprint = _fingerprint("finetune", space, split, training, FINETUNE_TRAINING_ARGS, source)
-    state, resumed = unit_state(folder, fingerprint, MODEL_TYPES["finetune"], args.epochs)
+    folder = unit.folder(output_dir)
+    split, training, fp = finetune_plan(unit, folds, args, source)
+    state, resumed = unit_state(folder, fp, MODEL_TYPES["finetune"], args.epochs)
     if state == "done":
         return "skipped (finished)"
     samples = [f.sample() for f in frames]
     indices = split_indices(samples, split)
     if state in ("new", "resume"):
-        meta = {"model_type": MODEL_TYPES["finetune"], "args": vars(training), "split": split, "unit": fingerprint,
-                "settings": {"color_space": space, "crop": args.crop, "pretrained_path": args.pretrained_path,
+        meta = {"model_type": MODEL_TYPES["finetune"], "args": vars(training), "split": split, "unit": fp,
+                "settings": {"color_space": unit.space, "crop": args.crop, "pretrained_path": args.pretrained_path,
                              "pretrained_sha256": source["pretrained_sha256"], "freeze_backbone": args.freeze_backbone,
-                             "augment": args.augment, "dataset_root": source["dataset_root"]},
+                             "augment": args.augment, "dataset_root": str(dataset_root)},
                 "world_size": dist.world_size, "global_batch_size": dist.world_size * args.batch_size}
         finetune_emonet(frames, indices, training, folder, meta, resumed, dist)
     dist.barrier()  # rank 0 has written best_model.pth
     held_out = [frames[i] for i in indices.val]
-    pred, zero = (_predict_frames(path, held_out, space, args, dist)
+    pred, zero = (_predict_frames(path, held_out, unit.space, args, dist)
                   for path in (folder / "best_model.pth", Path(args.pretrained_path)))
     failed = np.isnan(pred).any(axis=1) | np.isnan(zero).any(axis=1)  # undecodable frames: left out, listed
     if dist.is_main:
         if failed.any():
             logger.warning("%s: %d held-out frames could not be decoded and are left out", folder, int(failed.sum()))
         kept = [samples[i] for i, bad in zip(indices.val, failed, strict=True) if not bad]
-        _finish_unit(folder, kept, pred[~failed], zero[~failed], fingerprint)
+        _finish_unit(folder, kept, pred[~failed], zero[~failed], fp, str(dataset_root))
     return _done(state, load_training_checkpoint(folder / "best_model.pth", MODEL_TYPES["finetune"]), len(held_out))
-
-
-def _done(state: str, best: dict, held_out: int) -> str:
-    """One line on a unit: what was done, the epoch chosen on the inner split, the frames predicted."""
-    action = {"new": "trained", "resume": "resumed and trained", "predict": "predicted"}[state]
-    return (f"{action}: epoch {best['best_epoch']} chosen (inner-validation mean CCC {best['best_metric']:.3f}), "
-            f"{held_out} held-out frames predicted")
 
 
 def _predict_frames(weights: Path, frames: list[Frame], space: str, args, dist: Distributed) -> np.ndarray:
@@ -313,41 +559,46 @@ def _predict_frames(weights: Path, frames: list[Frame], space: str, args, dist: 
     return pred * LABEL_SCALE
 
 
-def load_space(label: str, manifest: Manifest, common: CommonFrames, progress: bool) -> FeatureSet:
-    """One colour space's features, in the comparison's frame order."""
-    return reorder(load_feature_set(manifest, progress=progress), common.samples, common.positions[label])
+# -- collecting the units ------------------------------------------------------------------------------------------
+def prediction_column(space: str, head: str) -> str:
+    """The prefix of a (space, head)'s columns in oof_predictions.csv: <space> for the frame head, else <space>_<head>."""
+    return space if head == DEFAULT_HEAD else f"{space}_{head}"
 
 
-def read_manifests(paths: dict[str, Path]) -> dict[str, Manifest]:
-    return {label: read_manifest(path) for label, path in paths.items()}
-
-
-def unit_fingerprints(output_dir: Path, spaces: list[str], n_folds: int) -> list[dict]:
-    """The fingerprints of finished units (what each was trained with, and how many processes it used)."""
-    markers = [unit_dir(output_dir, s, k) / UNIT_FILE for s in spaces for k in range(n_folds)]
-    return [json.loads(m.read_text())["fingerprint"] for m in markers if m.is_file()]
-
-
-# -- collecting the units --------------------------------------------------------------------------------------
-def collect_predictions(output_dir: Path, spaces: list[str], folds: dict, samples: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The out-of-fold predictions of every finished unit, one row per frame: (model, zero-shot) frames with
-    columns clip, frame, fold, valence_true, arousal_true, then <space>_valence, <space>_arousal per space."""
-    missing = [f"{s}:{k}" for s in spaces for k in range(len(folds["folds"]))
-               if not (unit_dir(output_dir, s, k) / UNIT_FILE).is_file()]
+def collect_predictions(output_dir: Path, units: list[Unit], folds: dict, samples: list[dict],
+                        repeats: int) -> tuple[list[pd.DataFrame], pd.DataFrame]:
+    """The out-of-fold predictions of every unit: one frame per repetition with columns clip, frame, fold,
+    valence_true, arousal_true, then <column>_valence, <column>_arousal per (space, head); and EmoNet's
+    zero-shot output per space (repetition 0's units, from which every repetition's is the same)."""
+    missing = [u.label for u in units if not (u.folder(output_dir) / UNIT_FILE).is_file()]
     if missing:
         raise EmoNetError(f"{len(missing)} units are not finished ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}); "
-                          "run them (--only SPACE:FOLD, or without --report_only) before the report")
-    fold_of = {u: k for k, fold in enumerate(folds["folds"]) for u in fold}
+                          "run them (--only UNIT, or without --report_only) before the report")
     base = pd.DataFrame({"clip": [s["clip"] for s in samples], "frame": [s["frame"] for s in samples],
-                         "fold": [fold_of[sample_key(s, folds["unit"])] for s in samples],
                          "valence_true": [float(s["valence"]) for s in samples],
                          "arousal_true": [float(s["arousal"]) for s in samples]})
-    model, zero = base.copy(), base.copy()
-    for space in spaces:
-        units = pd.concat([pd.read_csv(unit_dir(output_dir, space, k) / UNIT_PREDICTIONS, dtype={"clip": str, "frame": str})
-                           for k in range(len(folds["folds"]))])
-        units = base[["clip", "frame"]].merge(units, on=["clip", "frame"], how="left", validate="one_to_one")
+    unit_key = [sample_key(s, folds["unit"]) for s in samples]
+    model = []
+    for r in range(repeats):
+        fold_of = {u: k for k, fold in enumerate(folds["repeats"][r]["folds"]) for u in fold}
+        frame = base.copy()
+        frame.insert(2, "fold", [fold_of[k] for k in unit_key])
+        model.append(frame)
+    zero = model[0].copy()
+    for (r, space, head), group in _groups(units).items():
+        table = pd.concat([pd.read_csv(u.folder(output_dir) / UNIT_PREDICTIONS, dtype={"clip": str, "frame": str})
+                           for u in group])
+        table = base[["clip", "frame"]].merge(table, on=["clip", "frame"], how="left", validate="one_to_one")
+        column = prediction_column(space, head)
         for dim in ("valence", "arousal"):
-            model[f"{space}_{dim}"] = units[f"{dim}_pred"].to_numpy()
-            zero[f"{space}_{dim}"] = units[f"{dim}_zero_shot"].to_numpy()
+            model[r][f"{column}_{dim}"] = table[f"{dim}_pred"].to_numpy()
+            if r == 0 and head == units[0].head:
+                zero[f"{space}_{dim}"] = table[f"{dim}_zero_shot"].to_numpy()
     return model, zero
+
+
+def _groups(units: list[Unit]) -> dict[tuple[int, str, str], list[Unit]]:
+    groups: dict[tuple[int, str, str], list[Unit]] = {}
+    for u in units:
+        groups.setdefault((u.repeat, u.space, u.head), []).append(u)
+    return groups

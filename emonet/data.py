@@ -1,8 +1,11 @@
 """From an AFEW-VA frame to EmoNet's input tensor: decode, crop, colour conversion (and augmentation).
 
 Extraction, fine-tuning and evaluation all go through `FrameDataset`, so features and fine-tuning see
-identical input. Decoding errors do not stop a DataLoader: the sample comes back with `error` set.
+identical input. Decoding errors do not stop a DataLoader: the sample comes back with `error` set, and a
+warning naming the file is logged at once (image libraries print their own messages, such as libpng's
+"Read Error", without the file's name: the warning that follows names it).
 """
+import logging
 import os
 from dataclasses import dataclass
 
@@ -15,6 +18,8 @@ from .afew_va import Frame
 from .colour import convert_colour
 from .constants import IMAGE_SIZE, LABEL_SCALE
 from .crop import crop_face, flip_landmarks
+
+logger = logging.getLogger(__name__)
 
 # Decoding workers feeding a GPU when --num_workers is not given: enough to keep a card busy at EmoNet's size.
 GPU_LOADER_WORKERS = 4
@@ -49,10 +54,9 @@ class Augment:
     shift: float = 0.05
     colour_jitter: float = 0.0
 
-    def __call__(self, rgb: np.ndarray, landmarks: np.ndarray, crop: str, rng: np.random.Generator) -> np.ndarray:
+    def __call__(self, rgb: np.ndarray, landmarks: np.ndarray | None, crop: str, rng: np.random.Generator) -> np.ndarray:
         if rng.random() < self.flip:
-            rgb = np.ascontiguousarray(rgb[:, ::-1])
-            landmarks = flip_landmarks(landmarks, rgb.shape[1])
+            rgb, landmarks = flip_frame(rgb, landmarks)
         out = crop_face(
             rgb, landmarks, crop,
             scale=1.0 + rng.uniform(-self.scale, self.scale),
@@ -62,6 +66,12 @@ class Augment:
         if self.colour_jitter > 0:
             out = _jitter(out, self.colour_jitter, rng)
         return out
+
+
+def flip_frame(rgb: np.ndarray, landmarks: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The mirrored frame and its landmarks (None stays None: the whole-frame crop has none)."""
+    mirrored = np.ascontiguousarray(rgb[:, ::-1])
+    return mirrored, None if landmarks is None else flip_landmarks(landmarks, rgb.shape[1])
 
 
 def _jitter(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -101,7 +111,7 @@ class FrameDataset(Dataset):
         try:
             rgb, landmarks = read_rgb(frame.image_path), frame.landmarks
             if self.flip:
-                rgb, landmarks = np.ascontiguousarray(rgb[:, ::-1]), flip_landmarks(landmarks, rgb.shape[1])
+                rgb, landmarks = flip_frame(rgb, landmarks)
             if self.augment is not None:
                 rng = np.random.default_rng((self.seed, self.epoch, index))
                 crop = self.augment(rgb, landmarks, self.crop, rng)
@@ -110,6 +120,7 @@ class FrameDataset(Dataset):
             image, error = to_tensor(convert_colour(crop, self.color_space)), ""
         except ValueError as exc:
             image, error = torch.zeros(3, IMAGE_SIZE, IMAGE_SIZE), str(exc)
+            logger.warning("%s", error)
         return {"image": image, "target": target, "index": index, "error": error}
 
 

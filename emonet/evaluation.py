@@ -15,7 +15,9 @@ from .constants import LABEL_MAX, LABEL_MIN, LABEL_SCALE
 from .errors import EmoNetError
 from .io import save_figure, write_json, write_text
 from .metrics import METRIC_NAMES, regression_metrics
+from .runs import check_kind
 from .splits import leakage_check, sample_key, selection_side
+from .text import number
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -36,7 +38,9 @@ MAX_ERROR_BINS = 60
 
 
 def check_results_dir(output_dir: str | Path, identity: dict, overwrite: bool) -> None:
-    """Refuse a folder holding the results of another evaluation (another model, type, subset, input...)."""
+    """Refuse a folder holding the results of another evaluation (another model, type, subset, input...), or a run of
+    another kind."""
+    check_kind(output_dir, "evaluation")
     path = Path(output_dir) / RESULTS_FILE
     if overwrite or not path.is_file():
         return
@@ -111,21 +115,33 @@ def selection_warning(results: dict) -> str | None:
 
 
 def _title(results: dict) -> str:
-    return (f"{results['model_type']} model, {results.get('color_space') or '?'} input, {results.get('crop') or '?'} crop, "
+    head = results.get("head")
+    model = f"{results['model_type']} model"
+    if head:
+        model = f"{head['kind']} head" + (f" (sigma {head['sigma']:g} frames)" if head["kind"] == "smooth" else "")
+    return (f"{model}, {results.get('color_space') or '?'} input, {results.get('crop') or '?'} crop, "
             f"subset {results['subset']}, N = {results['num_samples']} frames")
 
 
 def summary_table(results: dict) -> str:
     table = pd.DataFrame({dim: results[f"{dim}_metrics"] for dim in DIMENSIONS} | {"mean": results["overall_metrics"]}).T
     # to_string always puts a space between columns, so no value (an MSE of 1,000, say) runs into the next.
-    body = table[list(METRIC_NAMES)].to_string(float_format=lambda v: f"{v:.4f}", na_rep="")
-    leak = results["leakage_check"]
-    return "\n".join([
-        _title(results) + f", split {results.get('split') or 'none'}; raw scale [-10, 10]",
-        body,
-        "leakage check: " + ("leak-free (no evaluated clip seen in training)" if leak["leak_free"]
-                             else f"LEAKS ({leak['eval_clips_seen_in_training']} evaluated clips seen in training)"),
-    ])
+    body = table[list(METRIC_NAMES)].to_string(float_format=lambda v: number(v, 4), na_rep="")
+    return "\n".join([_title(results) + f", split {results.get('split') or 'none'}; raw scale [-10, 10]", body,
+                      "leakage check: " + leak_summary(results["leakage_check"])])
+
+
+def leak_summary(leak: dict) -> str:
+    """What the audit says, naming the unit that is (or is not) kept apart: clips, and actors where recorded."""
+    if not leak["leak_free"]:
+        return f"LEAKS ({leak['eval_clips_seen_in_training']} evaluated clips seen in training)"
+    actors = leak.get("eval_actors_seen_in_training")
+    if actors is None:
+        return "leak-free by clip (no evaluated clip seen in training; actors not recorded)"
+    if actors:
+        return (f"leak-free by clip (no evaluated clip seen in training), not by actor: {actors} evaluated actors "
+                "also appear in training (--split actor keeps actors apart)")
+    return "leak-free by clip and by actor (no evaluated clip or actor seen in training)"
 
 
 def write_evaluation(output_dir: str | Path, results: dict, samples: list[dict], pred: np.ndarray) -> None:

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .afew_va import Frame, Problem, read_afew_va, resolve_dataset_root
+from .afew_va import Frame, Problem, no_usable_frame, read_afew_va, resolve_dataset_root
 from .checkpoint import load_emonet
 from .cli import dataset_root_or_env
 from .constants import FEATURE_DIM, IMAGE_SIZE
@@ -33,6 +33,7 @@ from .errors import DatasetError
 from .inference import COMPILED_SUFFIX, compile_model, infer, prepare
 from .io import TMP_SUFFIX, save_npz, sha256_file, write_json
 from .manifest import FEATURE_IDENTITY_KEYS, default_feature_paths, write_manifest
+from .runs import check_kind
 
 logger = logging.getLogger(__name__)
 
@@ -74,16 +75,24 @@ class ExtractionConfig:
 
 @dataclass
 class ExtractionResult:
+    to_extract: int  # frames this run set out to extract
     extracted: int
-    skipped: int
-    failed: int
+    undecodable: int  # of `to_extract`: images that could not be decoded
+    skipped: int  # frames already extracted by an earlier run
+    dataset_problems: int  # frames or clips the reader could not use (labels, landmarks, JSON, missing images)
     manifest_path: Path
     errors_path: Path
     compile_seconds: float = 0.0  # rank 0's, with --compile
 
+    @property
+    def failed(self) -> int:
+        """Everything recorded in the errors file (what --strict turns into exit 1)."""
+        return self.undecodable + self.dataset_problems
+
     def summary(self) -> str:
         compiled = f" (after compiling for {self.compile_seconds:.0f} s)" if self.compile_seconds else ""
-        return (f"extracted {self.extracted}{compiled}, skipped {self.skipped} (already done), failed {self.failed}; "
+        return (f"extracted {self.extracted} of {self.to_extract}{compiled} ({self.undecodable} could not be decoded), "
+                f"skipped {self.skipped} (already done), {self.dataset_problems} problems in the dataset; "
                 f"manifest: {self.manifest_path}; errors: {self.errors_path}")
 
 
@@ -105,6 +114,7 @@ def _check_settings(output_dir: Path, identity: dict) -> None:
     """Pin the feature-defining settings of `output_dir`, refusing a folder whose features were made with
     other settings. A folder without feature files is (re)pinned: it holds nothing to mix with, e.g. after a
     run that failed before its first frame."""
+    check_kind(output_dir, "extraction")
     path = output_dir / SETTINGS_FILE
     has_features = output_dir.is_dir() and any(output_dir.glob("*/*.npz"))
     if has_features and path.is_file():
@@ -181,11 +191,14 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
         "pretrained_sha256": sha256_file(config.pretrained_path),
         "precision": ("bf16" if amp else "fp32") + (COMPILED_SUFFIX if config.compile else ""),
     }
-    frames, problems = read_afew_va(dataset_root, config.limit)
+    frames, problems = read_afew_va(dataset_root, config.limit, need_landmarks=config.crop == "landmarks")
+    errors_path = output_dir / ERRORS_FILE
     if not frames:
-        raise DatasetError(f"{dataset_root}: no usable frame ({len(problems)} problems)")
+        if dist.is_main:  # the problems, listed for the user to fix, and the message names the first ones
+            _write_errors(errors_path, problems)
+        raise no_usable_frame(dataset_root, problems)
     pending = [frames[i] for i in _prepare_folder(output_dir, identity, frames, config.overwrite, dist)]
-    logger.info("%d frames: %d to extract, %d already done", len(frames), len(pending), len(frames) - len(pending))
+    logger.info("%d usable frames: %d to extract, %d already done", len(frames), len(pending), len(frames) - len(pending))
     mine = _my_frames(pending, dist)
 
     failed: list[Problem] = []
@@ -219,7 +232,7 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
     failed = [p for rank_failed in dist.gather(failed) for p in rank_failed]  # every rank's, in rank order
     if not dist.is_main:
         return None
-    problems += failed
+    problems = problems + failed
     failed_paths = {p.path for p in failed}
     done = [f for f in frames if str(f.image_path) not in failed_paths]
     manifest_dir = manifest_path.resolve().parent
@@ -236,8 +249,11 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
         {"path": Path(os.path.relpath(feature_path(output_dir, f).resolve(), manifest_dir)).as_posix(), **f.sample()}
         for f in done
     ]
-    errors_path = output_dir / ERRORS_FILE
-    write_json(errors_path, {"count": len(problems), "errors": [p.as_dict() for p in problems]})
+    _write_errors(errors_path, problems)
     write_manifest(manifest_path, settings, samples)
-    return ExtractionResult(len(pending) - len(failed), len(frames) - len(pending), len(problems), manifest_path, errors_path,
-                            compile_seconds)
+    return ExtractionResult(len(pending), len(pending) - len(failed), len(failed), len(frames) - len(pending),
+                            len(problems) - len(failed), manifest_path, errors_path, compile_seconds)
+
+
+def _write_errors(path: Path, problems: list[Problem]) -> None:
+    write_json(path, {"count": len(problems), "errors": [p.as_dict() for p in problems]})

@@ -17,18 +17,20 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 from tqdm import tqdm
 
-from .afew_va import Frame, read_afew_va
+from .afew_va import Frame, no_usable_frame, read_afew_va
 from .checkpoint import load_emonet
-from .constants import AFEW_VA_ROOT_ENV, LABEL_SCALE
+from .constants import LABEL_SCALE
+from .crop import DEFAULT_CROP
 from .data import Augment, FrameDataset, frame_loader, split_failures, to_model_input
 from .device import amp_enabled, autocast
 from .distributed import Distributed, shard_positions
-from .errors import DatasetError, EmoNetError
+from .errors import EmoNetError
 from .inference import infer, prepare
 from .losses import get_loss
 from .model import EMOTION_MODULES, EmoNet
-from .splits import SplitIndices
-from .training import TrainingRun, epoch_generator, fit, make_optimizer, va_ccc
+from .splits import SplitIndices, selection_side
+from .training import (TrainingRun, epoch_generator, fit, make_optimizer, module_state, reseed, va_ccc,
+                       warn_constant_selection)
 
 logger = logging.getLogger(__name__)
 
@@ -39,14 +41,14 @@ FINETUNE_FIXED_ARGS = ("color_space", "crop", "freeze_backbone", "augment", "col
                        "amp", "n_expression", "sync_bn")
 
 
-def load_frames_for(dataset_root: str | os.PathLike, limit: int | None = None) -> list[Frame]:
-    """The usable frames of an AFEW-VA tree; problems are logged (the extraction scripts record them)."""
-    frames, problems = read_afew_va(dataset_root, limit)
+def load_frames_for(dataset_root: str | os.PathLike, limit: int | None = None, crop: str = DEFAULT_CROP) -> list[Frame]:
+    """The usable frames of an AFEW-VA tree for `crop` (landmarks are required by the landmark crop only);
+    problems are logged (the extraction scripts record them)."""
+    frames, problems = read_afew_va(dataset_root, limit, need_landmarks=crop == "landmarks")
     for problem in problems:
         logger.warning("skipped %s: %s", problem.path, problem.reason)
     if not frames:
-        raise DatasetError(f"{dataset_root}: no usable frame ({len(problems)} problems); pass --dataset_root or set "
-                           f"{AFEW_VA_ROOT_ENV} to the AFEW-VA folder")
+        raise no_usable_frame(dataset_root, problems)
     return frames
 
 
@@ -85,8 +87,8 @@ def predict_frames(model: EmoNet, frames: list[Frame], color_space: str, crop: s
         for rank_positions, rank_pred, rank_failed in gathered:
             mean[rank_positions] = rank_pred
             failed.update(rank_failed)
-    for reason in failed.values():
-        logger.warning("left out of the predictions: %s", reason)
+    if failed:
+        logger.warning("%d frames could not be decoded and are left out of the predictions", len(failed))
     return mean, failed
 
 
@@ -123,9 +125,7 @@ def train_epoch(model: nn.Module, dataset: FrameDataset, optimizer: torch.optim.
     total, seen = 0.0, 0
     with tqdm(total=len(sampler), unit="frame", desc=f"epoch {epoch}", disable=not progress) as bar:
         for batch in loader:
-            keep, failed = split_failures(batch)
-            for reason in failed.values():
-                logger.warning("skipped: %s", reason)
+            keep, _ = split_failures(batch)  # a frame that fails is logged where it is decoded, and left out here
             bar.update(len(batch["index"]))
             weight = 1.0
             if len(keep) < 2:  # a CCC over fewer than two samples is undefined
@@ -189,6 +189,7 @@ def finetune_emonet(frames: list[Frame], indices: SplitIndices, args, output_dir
     progress = not args.no_progress and dist.is_main
 
     def one_epoch(epoch: int) -> float:
+        reseed(args.seed, epoch)
         return train_epoch(net, train_set, optimizer, loss_fn, device, epoch, args.seed, args.batch_size,
                            args.num_workers, amp, args.grad_clip, progress=progress, dist=dist)
 
@@ -200,7 +201,9 @@ def finetune_emonet(frames: list[Frame], indices: SplitIndices, args, output_dir
         v, a = va_ccc(pred[ok], select_target[ok])
         return {"loss": loss, "valence_CCC": v, "arousal_CCC": a}
 
-    run = TrainingRun(output_dir, model, optimizer, args.epochs, args.seed, args.save_freq,
-                      {**meta, "model_args": {"n_expression": model.n_expression}}, is_main=dist.is_main)
+    run = TrainingRun(output_dir, args.epochs, args.save_freq, {**meta, "model_args": {"n_expression": model.n_expression}},
+                      *module_state(model, optimizer), is_main=dist.is_main)
+    if dist.is_main:
+        warn_constant_selection(select_target * LABEL_SCALE, str(output_dir), selection_side(meta["split"]))
     fit(run, one_epoch, validate, resumed)
     return run

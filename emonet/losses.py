@@ -20,6 +20,25 @@ def ccc_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return 1 - ccc_per_dim(pred, target).mean()
 
 
+def batched_loss(name: str, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The loss `name` of each of U batches at once: pred and target U x B x 2, weight U x B x 1 (1 for a frame of
+    the batch, 0 for padding, which enters no statistic). Returns U losses; a batch without frames gives a
+    finite value, to be masked out by the caller."""
+    n = weight.sum(1).clamp_min(1)  # U x 1
+    if name == "ccc":
+        pred_mean = (pred * weight).sum(1, keepdim=True) / n[:, None]
+        target_mean = (target * weight).sum(1, keepdim=True) / n[:, None]
+        p, t = (pred - pred_mean) * weight, (target - target_mean) * weight
+        covariance = (p * t).sum(1) / n
+        denominator = (p * p).sum(1) / n + (t * t).sum(1) / n + (pred_mean - target_mean).squeeze(1) ** 2
+        return 1 - (2 * covariance / (denominator + CCC_EPS)).mean(1)
+    if name not in LOSS_NAMES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSS_NAMES)}")
+    error = pred - target
+    per_value = error * error if name == "mse" else error.abs()
+    return (per_value * weight).sum((1, 2)) / (pred.shape[-1] * n.squeeze(1))
+
+
 def get_loss(name: str):
     losses = {"ccc": ccc_loss, "mse": F.mse_loss, "mae": F.l1_loss}
     if name not in losses:

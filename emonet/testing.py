@@ -88,12 +88,29 @@ def face_image() -> np.ndarray:
 FRAME_WIDTH, FRAME_HEIGHT = 720, 576
 
 
-def write_afew_va_tree(root: Path, labels: dict, frames_per_clip: int = 4, actors: dict | None = None) -> Path:
-    """Write an AFEW-VA-format tree: `<clip>/<clip>.json` and `<clip>/<frame>.png` (720 x 576).
+# The demo's planted signal: brightness per valence point, and red-up blue-down shift (of 255) per arousal point.
+PLANTED_BRIGHTNESS = 0.05
+PLANTED_TINT = np.array([6.0, 0.0, -6.0])
+
+
+def planted_face(face: np.ndarray, valence: float, arousal: float) -> np.ndarray:
+    """The face with its labels made visible: brightness follows valence (x 0.5 at -10, x 1.5 at +10) and the colour
+    warms with arousal (red up and blue down by 6 levels a point: cool at -10, warm at +10). The demo's planted
+    signal: a head on EmoNet's features, even with random weights, can learn it, so a demo's trained rows show
+    what learning looks like."""
+    rgb = face.astype(np.float32) * (1.0 + PLANTED_BRIGHTNESS * valence) + PLANTED_TINT * arousal
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+def write_afew_va_tree(root: Path, labels: dict, frames_per_clip: int = 4, actors: dict | None = None,
+                       plant: bool = False, suffix: str = ".png") -> Path:
+    """Write an AFEW-VA-format tree: `<clip>/<clip>.json` and `<clip>/<frame>.png` (720 x 576; `suffix` ".jpg"
+    for a JPEG copy).
 
     `labels` maps clip ids to `{"valence": [...], "arousal": [...]}` (as in afew_va_labels.json); the first
     `frames_per_clip` labels of each clip are used. Each clip shows the face at its own position and size,
     drifting slightly from frame to frame, with landmarks that follow it (some clips reach off the frame).
+    `plant`: each frame's face shows its labels (`planted_face`).
     """
     face = face_image()
     template = landmark_template()
@@ -110,10 +127,11 @@ def write_afew_va_tree(root: Path, labels: dict, frames_per_clip: int = 4, actor
             fx, fy = x0 + 3 * i, y0 + 2 * i
             frame = np.full((FRAME_HEIGHT, FRAME_WIDTH, 3), 40, np.uint8)
             frame += rng.integers(0, 20, frame.shape, dtype=np.uint8)
-            resized = cv2.resize(face, (size, size), interpolation=cv2.INTER_AREA)
+            shown = planted_face(face, clip_labels["valence"][i], clip_labels["arousal"][i]) if plant else face
+            resized = cv2.resize(shown, (size, size), interpolation=cv2.INTER_AREA)
             _paste(frame, resized, fx, fy)
             name = f"{i:05d}"
-            cv2.imwrite(str(clip_dir / f"{name}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(clip_dir / f"{name}{suffix}"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
             landmarks = template * size * 0.9 + [fx + 0.05 * size, fy + 0.08 * size]
             frames[name] = {
                 "valence": clip_labels["valence"][i],
@@ -180,9 +198,10 @@ def synthetic_labels(n_clips: int, min_frames: int, max_frames: int, seed: int =
 
 
 def write_demo_dataset(folder: Path, clips: int, frames_per_clip: int) -> tuple[Path, Path]:
-    """An AFEW-VA-format sample (`synthetic_labels`, the astronaut's face) and a checkpoint with the
-    deterministic weights, for a first run without the data: (dataset root, checkpoint)."""
-    root = write_afew_va_tree(folder / "AFEW-VA", synthetic_labels(clips, frames_per_clip, frames_per_clip), frames_per_clip)
+    """An AFEW-VA-format sample (`synthetic_labels`, the astronaut's face showing its labels: `planted_face`) and
+    a checkpoint with the deterministic weights, for a first run without the data: (dataset root, checkpoint)."""
+    root = write_afew_va_tree(folder / "AFEW-VA", synthetic_labels(clips, frames_per_clip, frames_per_clip),
+                              frames_per_clip, plant=True)
     return root, write_released_checkpoint(folder / "emonet_8.pth")
 
 

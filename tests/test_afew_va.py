@@ -63,7 +63,7 @@ def test_every_problem_is_reported_and_good_frames_kept(broken_tree):
     assert ("unreadable_json", f"{clips[1]}/{clips[1]}.json") in reasons
     assert "outside [-10, 10]" in reasons[("bad_label", f"{clips[2]}/{clips[2]}.json#00000")]
     assert "arousal = 11" in reasons[("bad_label", f"{clips[2]}/{clips[2]}.json#00001")]
-    assert "valence is None" in reasons[("bad_label", f"{clips[2]}/{clips[2]}.json#00002")]
+    assert "no valence" == reasons[("bad_label", f"{clips[2]}/{clips[2]}.json#00002")]
     assert "(67, 2)" in reasons[("bad_landmarks", f"{clips[3]}/{clips[3]}.json#00000")]
     assert ("missing_image", f"{clips[4]}/00001.png") in reasons
     assert ("unlabelled_image", f"{clips[4]}/00099.png") in reasons

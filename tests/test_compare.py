@@ -17,7 +17,8 @@ import train_emonet_features
 from conftest import ROOT, clip_labels
 from emonet.bootstrap import draw_counts, group_sums, p_value, resample
 from emonet.errors import EmoNetError
-from emonet.features import load_feature_set, load_head, predict_head
+from emonet.features import load_feature_set
+from emonet.heads import frame_predictions, load_head
 from emonet.manifest import read_manifest
 from emonet.metrics import ccc, regression_metrics
 from emonet.splits import split_indices
@@ -70,7 +71,7 @@ def test_the_stronger_space_wins_and_its_difference_excludes_zero(full):
         assert lo <= report["hsv"]["pooled"][dim]["CCC"] <= hi
     assert report["rgb"]["vs_reference"] is None
     table = (full / "comparison.md").read_text()
-    assert "| hsv | trained |" in table and "| rgb | EmoNet zero-shot |" in table and "## Protocol" in table
+    assert "| hsv | frame head |" in table and "| rgb | EmoNet zero-shot |" in table and "## Protocol" in table
 
 
 def test_folds_are_shared_disjoint_and_cover_every_clip(full, spaces):
@@ -124,7 +125,7 @@ def test_the_epoch_is_chosen_on_the_inner_split_never_on_the_held_out_fold(full,
         history = torch.load(unit / "last.pth", weights_only=True)["history"]
         assert best["best_epoch"] == 1 + int(np.argmax([r["val_mean_CCC"] for r in history]))
         sides = split_indices(data.samples, best["split"])
-        pred = predict_head(load_head(best), data.features, torch.device("cpu")) / 10
+        pred = frame_predictions(load_head(best), data.features, torch.device("cpu"))
         inner, held_out = (_mean_ccc(data.labels[rows] / 10, pred[rows]) for rows in (sides.inner_val, sides.val))
         # The recorded selection score of the best epoch is the inner split's, not the held-out fold's.
         assert history[best["best_epoch"] - 1]["val_mean_CCC"] == pytest.approx(inner, abs=1e-5)
@@ -221,7 +222,7 @@ def test_demo_runs_without_data_or_weights(tmp_path, capsys):
          "--output_dir", str(tmp_path / "demo"), "--no_progress", "--device", "cpu"])
     compare_color_spaces.main(args)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("DEMO:") and lines[-1].startswith("DEMO:") and "mean nothing" in lines[0]
+    assert lines[0].startswith("DEMO:") and lines[-1].startswith("DEMO:") and "say nothing about real faces" in lines[0]
     report = _json(tmp_path / "demo")
     assert set(report["color_spaces"]) == {"rgb", "hsv"} and report["protocol"]["frames"] == 8
     assert report["color_spaces"]["hsv"]["zero_shot"] is not None  # extracted files carry EmoNet's own outputs

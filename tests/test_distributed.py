@@ -4,6 +4,7 @@ extraction, DistributedDataParallel fine-tuning and its resume, and the fine-tun
 Each process of a torchrun job runs one intra-op thread (torchrun sets OMP_NUM_THREADS=1), so the
 one-process references here run on one thread too: then results agree bit for bit."""
 import json
+import re
 import os
 import shutil
 import subprocess
@@ -20,12 +21,11 @@ from conftest import ROOT, fixture_labels
 from emonet.afew_va import read_afew_va
 from emonet.distributed import shard_clips, shard_positions
 from emonet.extraction import NPZ_KEYS
-from emonet.features import intra_op_threads
+from emonet.head_training import intra_op_threads
 from emonet.manifest import read_manifest
 from emonet.model import EMOTION_MODULES
 from emonet.testing import deterministic_state_dict, write_afew_va_tree
 
-EPOCH_LINE = "INFO epoch "
 
 
 def torchrun(script, *argv, cwd):
@@ -60,7 +60,8 @@ def test_extraction_under_torchrun_equals_one_process(afew_tree, released_checkp
     out, err = torchrun("extract_features_hsv_crop.py", *argv, cwd=tmp_path)
     frames, _ = read_afew_va(afew_tree, limit=3)  # 3 clips: one process gets 2 of them, the other 1
     assert out.strip().splitlines() == [  # one summary line, every frame counted once
-        f"extracted {len(frames)}, skipped 0 (already done), failed 0; manifest: features_hsv_manifest.json; "
+        f"extracted {len(frames)} of {len(frames)} (0 could not be decoded), skipped 0 (already done), 0 problems in the "
+        "dataset; manifest: features_hsv_manifest.json; "
         "errors: features_hsv/extraction_errors.json"]
     assert err.count(" to extract, ") == 1  # rank 1 logs nothing but errors
     manifest = read_manifest(tmp_path / "features_hsv_manifest.json")
@@ -91,13 +92,13 @@ def test_ddp_fine_tuning_resumes_keeps_the_backbone_and_validates_every_frame_on
     argv = ["--dataset_root", small_tree, "--pretrained_path", released_checkpoint, "--batch_size", "2",
             "--val_split", "0.5", "--freeze_backbone", "--num_workers", "0", "--output_dir", "run"]
     out, err = torchrun("train_emonet_hsv.py", *argv, "--epochs", "1", cwd=tmp_path)
-    assert [line.split()[2] for line in err.splitlines() if EPOCH_LINE in line] == ["1/1"]
+    assert re.findall(r"epoch (\d+/\d+) ", err) == ["1/1"]
     assert out.count("global batch 4") == 1  # printed once, by rank 0
     out, err = torchrun("train_emonet_hsv.py", *argv, "--epochs", "2", "--resume", "run/last.pth", cwd=tmp_path)
-    assert [line.split()[2] for line in err.splitlines() if EPOCH_LINE in line] == ["2/2"]
+    assert re.findall(r"epoch (\d+/\d+) ", err) == ["2/2"]
     run = tmp_path / "run"
     assert sorted(p.name for p in run.iterdir()) == ["args.json", "best_model.pth", "last.pth", "split.json",
-                                                     "training_curves.png", "training_log.txt"]
+                                                     "training_curves.png", "training_log.csv", "training_log.txt"]
     ckpt = torch.load(run / "last.pth", weights_only=True)
     assert ckpt["epoch"] == 2 and len(ckpt["history"]) == 2 and ckpt["world_size"] == 2 and ckpt["global_batch_size"] == 4
     assert not any(k.startswith("module.") for k in ckpt["model"])  # plain state dict

@@ -1,5 +1,6 @@
 """Stage 1: the kagglehub path through its cache (no network), --archive, --verify, and the failure messages."""
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -28,7 +29,7 @@ def test_kagglehub_cache_path_offline(afew_tree, tmp_path):
     result = _script([], tmp_path, KAGGLEHUB_CACHE=str(tmp_path / "cache"))
     assert result.returncode == 0, result.stderr
     assert f"AFEW-VA at {cached / 'AFEW-VA'}" in result.stdout
-    assert "labelled frames               24" in result.stdout
+    assert "frames labelled in JSON       24" in result.stdout
     assert f"export AFEW_VA_ROOT={(cached / 'AFEW-VA').resolve()}" in result.stdout
 
 
@@ -80,5 +81,18 @@ def test_verify_reports_problems_and_fails_without_frames(afew_tree, tmp_path):
     assert result.returncode == 1
     assert "missing json                   1" in result.stdout and "no usable frame" in result.stderr
     assert (tmp_path / "afew_va_problems.json").is_file()
-    result = _script(["--verify", str(afew_tree)], tmp_path)
-    assert result.returncode == 0 and "labelled frames               24" in result.stdout
+    result = _script(["--verify", str(afew_tree)], tmp_path)  # another dataset's problems are not replaced silently
+    assert result.returncode == 1 and "holds the problems of" in result.stderr and "--overwrite" in result.stderr
+    result = _script(["--verify", str(afew_tree), "--overwrite"], tmp_path)
+    assert result.returncode == 0 and "frames labelled in JSON       24" in result.stdout
+    assert "usable frames                 24  (labels, landmarks and image; .png 24)" in result.stdout
+
+
+def test_verify_counts_labelled_frames_that_are_not_usable(afew_tree, tmp_path):
+    root = tmp_path / "AFEW-VA"
+    shutil.copytree(afew_tree, root)
+    clip = sorted(p.name for p in root.iterdir())[0]
+    (root / clip / "00001.png").unlink()  # labelled, but its image is missing
+    result = _script(["--verify", str(root)], tmp_path)
+    assert result.returncode == 0
+    assert "frames labelled in JSON       24" in result.stdout and "usable frames                 23" in result.stdout

@@ -1,0 +1,260 @@
+"""The heads trained on EmoNet features, and how each predicts: frame by frame, smoothed along the clip, or
+with a sequence model over the clip.
+
+- `frame`: `FeatureHead`, 256 -> 128 -> 64 -> 2 on each frame's feature alone.
+- `smooth`: the same network, then a Gaussian filter along each clip over its predictions (`smooth_clips`),
+  sigma in frames chosen on the inner validation split from `SIGMA_GRID` (0 included: smoothing is never
+  forced). The sigma of a checkpoint is the one chosen at its epoch (its history row).
+- `temporal`: `TemporalHead`, a non-causal temporal convolution network over the clip's features in frame
+  order.
+
+Frames are placed along a clip by their frame number, never by their rank: a frame missing from the
+features (an undecodable image, a frame without a face in `predict.py`) leaves a gap of that many frames.
+The Gaussian filter renormalises its weights over the frames present (a gap and the clip's ends get no
+weight), and the temporal network sees zeros there, exactly as beyond the clip's ends, and predicts nothing
+for them. A clip's predictions therefore never depend on which other clips share its batch, nor on how
+much padding it gets.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from scipy.ndimage import gaussian_filter1d
+from torch import nn
+
+from .constants import FEATURE_DIM, LABEL_SCALE
+from .errors import DatasetError
+
+HEAD_KINDS = ("frame", "smooth", "temporal")
+DEFAULT_HEAD = "frame"
+HEAD_HIDDEN = (128, 64)
+# Gaussian sigmas (in frames) the smooth head chooses from. AFEW-VA's labels move over tens of frames (clips of
+# 10 to 145 frames, about 50 on average): 8 frames already averages over a third of a second at 25 fps.
+SIGMA_GRID = (0.0, 1.0, 2.0, 4.0, 8.0)
+# The temporal network (see TemporalHead and README_HSV_PIPELINE.md for the architectures compared): 4 levels of
+# dilated convolutions (dilations 1, 2, 4, 8) of kernel 5 see 61 frames, 2.4 s at 25 fps.
+TEMPORAL_DEFAULTS = {"channels": 64, "levels": 4, "kernel": 5}
+# Frames per forward pass when predicting with a frame head.
+PREDICT_BATCH = 4096
+# Clips per forward pass when predicting with the temporal head (each clip's outputs do not depend on it).
+PREDICT_CLIPS = 32
+
+
+# -- clips as sequences --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ClipSequences:
+    """The rows of a list of samples grouped by clip, in frame order, with each frame's place in its clip."""
+
+    clips: list[str]
+    rows: list[np.ndarray]  # per clip: indices into the samples, by frame number
+    positions: list[np.ndarray]  # per clip: frame number minus the clip's first (0 for its first frame)
+
+    @classmethod
+    def from_samples(cls, samples: list[dict]) -> "ClipSequences":
+        by_clip: dict[str, list[tuple[int, int]]] = {}
+        for i, s in enumerate(samples):
+            frame = str(s["frame"])
+            if not frame.isdigit():
+                raise DatasetError(f"clip {s['clip']}: frame {frame!r} is not a number; the smooth and temporal heads "
+                                   "place frames along a clip by their number")
+            by_clip.setdefault(s["clip"], []).append((int(frame), i))
+        clips, rows, positions = [], [], []
+        for clip in sorted(by_clip):
+            entries = sorted(by_clip[clip])
+            numbers = np.array([n for n, _ in entries], dtype=np.int64)
+            if len(numbers) > 1 and (np.diff(numbers) == 0).any():
+                raise DatasetError(f"clip {clip}: a frame number appears twice")
+            clips.append(clip)
+            rows.append(np.array([i for _, i in entries], dtype=np.int64))
+            positions.append(numbers - numbers[0])
+        return cls(clips, rows, positions)
+
+    def dense(self, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Clip k's rows of `values` (N x D) on its frame grid: (length x D with zeros in gaps, length mask)."""
+        length = int(self.positions[k][-1]) + 1
+        out = np.zeros((length, values.shape[1]), dtype=values.dtype)
+        mask = np.zeros(length, dtype=bool)
+        out[self.positions[k]] = values[self.rows[k]]
+        mask[self.positions[k]] = True
+        return out, mask
+
+
+def smooth_clips(pred: np.ndarray, sequences: ClipSequences, sigma: float) -> np.ndarray:
+    """`pred` (N x 2) filtered along each clip with a Gaussian of `sigma` frames, renormalised over the frames
+    present (normalised convolution: gaps and the clip's ends carry no weight). sigma 0 returns `pred`."""
+    if sigma == 0:
+        return pred.copy()
+    out = np.empty_like(pred)
+    for k in range(len(sequences.clips)):
+        values, mask = sequences.dense(pred.astype(np.float64), k)
+        weight = gaussian_filter1d(mask.astype(np.float64), sigma, mode="constant", cval=0.0)
+        summed = gaussian_filter1d(values, sigma, axis=0, mode="constant", cval=0.0)
+        out[sequences.rows[k]] = (summed[mask] / weight[mask, None]).astype(pred.dtype)
+    return out
+
+
+# -- the networks ----------------------------------------------------------------------------------------------
+class FeatureHead(nn.Module):
+    """256 -> 128 -> 64 -> 2 (valence, arousal on EmoNet's [-1, 1] scale), one frame at a time.
+
+    The input is standardised with the training split's per-dimension mean and standard deviation, kept
+    as buffers so that the checkpoint carries them: EmoNet features are not unit-scaled.
+    """
+
+    def __init__(self, in_dim: int = FEATURE_DIM, dropout: float = 0.2):
+        super().__init__()
+        self.register_buffer("feature_mean", torch.zeros(in_dim))
+        self.register_buffer("feature_std", torch.ones(in_dim))
+        h1, h2 = HEAD_HIDDEN
+        self.net = nn.Sequential(
+            nn.Linear(in_dim, h1), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(h1, h2), nn.ReLU(inplace=True), nn.Dropout(dropout),
+            nn.Linear(h2, 2),
+        )
+
+    def set_normalisation(self, features: np.ndarray) -> None:
+        set_normalisation(self, features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.feature_mean) / self.feature_std)
+
+
+def set_normalisation(model: nn.Module, features: np.ndarray) -> None:
+    """Standardisation buffers from the training side's features (N x 256)."""
+    model.feature_mean.copy_(torch.from_numpy(features.mean(axis=0)))
+    model.feature_std.copy_(torch.from_numpy(features.std(axis=0)).clamp_min(1e-6))
+
+
+class TemporalBlock(nn.Module):
+    """A residual level: dilated non-causal convolution, ReLU, dropout, then LayerNorm over the channels of
+    each frame (no statistic across frames or clips, so padding cannot enter it); gaps are re-zeroed."""
+
+    def __init__(self, channels: int, kernel: int, dilation: int, dropout: float):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel, dilation=dilation, padding=dilation * (kernel - 1) // 2)
+        self.dropout = nn.Dropout(dropout)
+        self.norm = nn.LayerNorm(channels)
+
+    def forward(self, h: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        h = h + self.dropout(F.relu(self.conv(h)))
+        return self.norm(h.transpose(1, 2)).transpose(1, 2) * mask
+
+
+class TemporalHead(nn.Module):
+    """A non-causal temporal convolution network over a clip's features in frame order.
+
+    Input x: B x T x 256 (clips padded to the longest), mask: B x T (True where a frame is present). The
+    features are standardised (training-side statistics, as FeatureHead), projected to `channels`, passed
+    through `levels` residual blocks with dilations 1, 2, 4, ... (kernel `kernel`, receptive field
+    1 + (kernel - 1) (2^levels - 1) frames) and mapped to valence and arousal for every frame. Positions
+    outside the mask are zero at every layer's input, so a clip's outputs are those it would get alone.
+    """
+
+    def __init__(self, in_dim: int = FEATURE_DIM, channels: int = TEMPORAL_DEFAULTS["channels"],
+                 levels: int = TEMPORAL_DEFAULTS["levels"], kernel: int = TEMPORAL_DEFAULTS["kernel"],
+                 dropout: float = 0.2):
+        super().__init__()
+        if kernel % 2 != 1:
+            raise ValueError(f"kernel {kernel}: a non-causal convolution centred on its frame needs an odd kernel")
+        self.register_buffer("feature_mean", torch.zeros(in_dim))
+        self.register_buffer("feature_std", torch.ones(in_dim))
+        self.input = nn.Conv1d(in_dim, channels, 1)
+        self.blocks = nn.ModuleList(TemporalBlock(channels, kernel, 2**i, dropout) for i in range(levels))
+        self.output = nn.Conv1d(channels, 2, 1)
+
+    def set_normalisation(self, features: np.ndarray) -> None:
+        set_normalisation(self, features)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(1).to(x.dtype)  # B x 1 x T
+        h = ((x - self.feature_mean) / self.feature_std).transpose(1, 2) * m
+        h = self.input(h) * m
+        for block in self.blocks:
+            h = block(h, m)
+        return self.output(h).transpose(1, 2)  # B x T x 2; rows outside the mask mean nothing
+
+
+def clip_batch(sequences: ClipSequences, values: np.ndarray, clips: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clips `clips` of `sequences` as one padded batch: (B x T x D values, B x T mask), T the longest."""
+    dense = [sequences.dense(values, k) for k in clips]
+    length = max(len(m) for _, m in dense)
+    x = np.zeros((len(clips), length, values.shape[1]), dtype=np.float32)
+    mask = np.zeros((len(clips), length), dtype=bool)
+    for b, (v, m) in enumerate(dense):
+        x[b, : len(m)], mask[b, : len(m)] = v, m
+    return torch.from_numpy(x), torch.from_numpy(mask)
+
+
+# -- checkpoints and predictions -------------------------------------------------------------------------------
+def head_kind(ckpt: dict) -> str:
+    """The head kind of a checkpoint of train_emonet_features.py (older checkpoints hold a frame head)."""
+    return ckpt.get("head", {}).get("kind", DEFAULT_HEAD)
+
+
+def chosen_sigma(ckpt: dict) -> float:
+    """The smoothing sigma chosen with the checkpoint's weights (its epoch's history row); 0 for other heads."""
+    if head_kind(ckpt) != "smooth":
+        return 0.0
+    return float(ckpt["history"][int(ckpt["epoch"]) - 1]["sigma"])
+
+
+def build_head(kind: str, model_args: dict) -> nn.Module:
+    return TemporalHead(**model_args) if kind == "temporal" else FeatureHead(**model_args)
+
+
+def load_head(ckpt: dict) -> nn.Module:
+    """The network stored in a checkpoint of train_emonet_features.py, in eval mode on the CPU."""
+    head = build_head(head_kind(ckpt), ckpt["model_args"])
+    head.load_state_dict(ckpt["model"])
+    return head.eval()
+
+
+def frame_predictions(head: FeatureHead, features: np.ndarray, device: torch.device) -> np.ndarray:
+    """A frame head's (valence, arousal) on EmoNet's scale [-1, 1] for each row of `features`, N x 2."""
+    head = head.to(device).eval()
+    with torch.no_grad():
+        x = torch.from_numpy(features)
+        pred = [head(x[i : i + PREDICT_BATCH].to(device)).cpu() for i in range(0, len(x), PREDICT_BATCH)]
+    return torch.cat(pred).numpy() if pred else np.zeros((0, 2), np.float32)
+
+
+def temporal_predictions(head: TemporalHead, features: np.ndarray, sequences: ClipSequences,
+                         device: torch.device) -> np.ndarray:
+    """A temporal head's (valence, arousal) on [-1, 1] for each row of `features` (rows grouped by `sequences`)."""
+    head = head.to(device).eval()
+    out = np.zeros((len(features), 2), dtype=np.float32)
+    order = sorted(range(len(sequences.clips)), key=lambda k: len(sequences.positions[k]))  # little padding
+    with torch.no_grad():
+        for start in range(0, len(order), PREDICT_CLIPS):
+            chunk = order[start : start + PREDICT_CLIPS]
+            x, mask = clip_batch(sequences, features, chunk)
+            pred = head(x.to(device), mask.to(device)).cpu().numpy()
+            for b, k in enumerate(chunk):
+                out[sequences.rows[k]] = pred[b][sequences.positions[k]]
+    return out
+
+
+@dataclass
+class HeadPredictor:
+    """A trained head as evaluation and prediction use it: `predict` gives the raw-scale [-10, 10] output of
+    each frame of `samples` (its clip and frame number place it), `raw` the frame head's before smoothing."""
+
+    kind: str
+    network: nn.Module
+    sigma: float = 0.0
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict) -> "HeadPredictor":
+        return cls(head_kind(ckpt), load_head(ckpt), chosen_sigma(ckpt))
+
+    def raw(self, features: np.ndarray, samples: list[dict], device: torch.device) -> np.ndarray:
+        if self.kind == "temporal":
+            return temporal_predictions(self.network, features, ClipSequences.from_samples(samples), device) * LABEL_SCALE
+        return frame_predictions(self.network, features, device) * LABEL_SCALE
+
+    def predict(self, features: np.ndarray, samples: list[dict], device: torch.device) -> np.ndarray:
+        pred = self.raw(features, samples, device)
+        if self.kind == "smooth":
+            pred = smooth_clips(pred, ClipSequences.from_samples(samples), self.sigma)
+        return pred
