@@ -155,11 +155,12 @@ def _paste(frame: np.ndarray, patch: np.ndarray, x: int, y: int) -> None:
 
 def write_feature_set(folder: Path, labels: dict, manifest_name: str = "features_hsv_manifest.json",
                       feature_dir: str = "features_hsv", actors_per_clip: int = 7,
-                      color_space: str = "hsv", signal: float = 1.0, seed: int = 0) -> Path:
+                      color_space: str = "hsv", signal: float = 1.0, seed: int = 0, noise: float = 0.5) -> Path:
     """Feature files and a manifest as extraction writes them, for every frame of `labels` (real clip structure).
 
-    Features carry the labels linearly (times `signal`) plus a per-clip offset and noise, so a head can
-    learn something and a leaking split can memorise clips; `seed` draws the mixing, offsets and noise.
+    Features carry the labels linearly (times `signal`) plus a per-clip offset and independent per-frame noise
+    (sd `noise`), so a head can learn something, a leaking split can memorise clips, and with much noise a
+    head that looks along the clip can average it out; `seed` draws the mixing, offsets and noise.
     The actor of clip c is `actor_{c // actors_per_clip}`.
     """
     rng = np.random.default_rng(seed)
@@ -171,7 +172,7 @@ def write_feature_set(folder: Path, labels: dict, manifest_name: str = "features
         clip_dir.mkdir(parents=True, exist_ok=True)
         for i, (v, a) in enumerate(zip(clip_labels["valence"], clip_labels["arousal"], strict=True)):
             va = np.array([v, a], dtype=np.float32) / LABEL_SCALE
-            features = signal * va @ mixing + offset + 0.5 * rng.standard_normal(FEATURE_DIM).astype(np.float32)
+            features = signal * va @ mixing + offset + noise * rng.standard_normal(FEATURE_DIM).astype(np.float32)
             name = f"{i:05d}"
             np.savez(clip_dir / f"{name}.npz", features=features, valence=np.float32(v), arousal=np.float32(a),
                      emonet_valence=np.float32(va[0] * 0.5 + 0.1), emonet_arousal=np.float32(va[1] * 0.5),

@@ -5,9 +5,10 @@ import shutil
 import numpy as np
 import pytest
 
-from conftest import FIXTURE_CLIPS, FIXTURE_FRAMES
+from conftest import FIXTURE_CLIPS, FIXTURE_FRAMES, fixture_labels
 from emonet.afew_va import read_afew_va, resolve_dataset_root, summarize
 from emonet.errors import DatasetError
+from emonet.testing import write_afew_va_tree
 
 
 def test_reads_fixture_tree(afew_tree):
@@ -87,3 +88,29 @@ def test_float_labels_are_accepted(afew_tree, tmp_path):
     path.write_text(json.dumps(meta))
     frames, problems = read_afew_va(root, limit=1)
     assert problems == [] and frames[0].valence == 5.0
+
+
+def test_frames_stored_as_jpg_are_read_and_a_clip_never_mixes_formats(tmp_path, caplog):
+    caplog.set_level("INFO")
+    root = write_afew_va_tree(tmp_path / "AFEW-VA", fixture_labels(), frames_per_clip=2, suffix=".jpg")
+    frames, problems = read_afew_va(root)
+    assert problems == [] and len(frames) == 2 * FIXTURE_CLIPS
+    assert {f.image_path.suffix for f in frames} == {".jpg"} and summarize(frames, problems)["image_formats"] == {".jpg": 12}
+    assert any("12 usable frames (12 .jpg)" in r.getMessage() for r in caplog.records)  # says which it found
+    clip = frames[0].clip
+    shutil.copy(root / clip / "00000.jpg", root / clip / "00001.png")  # one clip now holds both formats
+    (root / clip / "00001.jpg").unlink()
+    frames, problems = read_afew_va(root)
+    assert [(p.kind, p.path) for p in problems] == [("mixed_image_formats", str(root / clip))]
+    assert "(1 .jpg, 1 .png)" in problems[0].reason and clip not in {f.clip for f in frames}
+    assert len(frames) == 2 * (FIXTURE_CLIPS - 1)
+
+
+def test_folders_that_are_not_clips_are_passed_over(afew_tree, tmp_path):
+    root = tmp_path / "AFEW-VA"
+    shutil.copytree(afew_tree, root)
+    (root / "plots").mkdir()
+    (root / "plots" / "comparison.png").write_bytes(b"\x89PNG")
+    (root / "__MACOSX").mkdir()
+    frames, problems = read_afew_va(root)
+    assert problems == [] and len(frames) == FIXTURE_CLIPS * FIXTURE_FRAMES

@@ -16,6 +16,7 @@ import evaluate_hsv_model
 import train_emonet_features
 from conftest import ROOT, clip_labels
 from emonet.bootstrap import draw_counts, group_sums, p_value, resample
+from emonet.comparison_report import plot_report
 from emonet.errors import EmoNetError
 from emonet.features import load_feature_set
 from emonet.heads import frame_predictions, load_head
@@ -216,16 +217,25 @@ def test_default_manifests_are_the_standard_ones_in_the_working_folder(spaces, t
     assert "vs rgb" in capsys.readouterr().out
 
 
-def test_demo_runs_without_data_or_weights(tmp_path, capsys):
+def test_the_demo_recovers_its_planted_signal_and_says_it_is_a_demo(tmp_path, capsys):
+    # One frame a clip: 40 independent draws of the labels, which the faces show (brighter with valence, warmer
+    # with arousal); 80 EmoNet passes, a quarter of the default demo's.
     args = compare_color_spaces.get_args_parser().parse_args(
-        ["--demo", "--demo_clips", "4", "--demo_frames", "2", "--folds", "2", "--epochs", "2", "--bootstrap", "100",
+        ["--demo", "--demo_clips", "40", "--demo_frames", "1", "--folds", "4", "--bootstrap", "200",
          "--output_dir", str(tmp_path / "demo"), "--no_progress", "--device", "cpu"])
     compare_color_spaces.main(args)
     lines = capsys.readouterr().out.strip().splitlines()
-    assert lines[0].startswith("DEMO:") and lines[-1].startswith("DEMO:") and "say nothing about real faces" in lines[0]
+    assert lines[0].startswith("DEMO:") and lines[-1].startswith("DEMO:") and "planted signal" in lines[0]
     report = _json(tmp_path / "demo")
-    assert set(report["color_spaces"]) == {"rgb", "hsv"} and report["protocol"]["frames"] == 8
-    assert report["color_spaces"]["hsv"]["zero_shot"] is not None  # extracted files carry EmoNet's own outputs
+    assert set(report["color_spaces"]) == {"rgb", "hsv"} and report["protocol"]["frames"] == 40
+    for space, entry in report["color_spaces"].items():
+        assert entry["zero_shot"] is not None  # extracted files carry EmoNet's own outputs
+        for dim in ("valence", "arousal"):
+            trained, zero = entry["pooled"][dim], entry["zero_shot"]["pooled"][dim]
+            assert trained["CCC_ci"][0] > 0 and trained["CCC"] > zero["CCC_ci"][1], (space, dim, trained, zero)
+    # The files say on themselves that they come from random weights, not only the console.
+    assert report["protocol"]["demo"] and "DEMO: random" in (tmp_path / "demo" / "comparison.md").read_text()
+    assert plot_report(report, tmp_path / "again.png")._suptitle.get_text().startswith("DEMO: random weights")
     for name in ("comparison.md", "comparison.png", "comparison.csv", "oof_predictions.csv"):
         assert (tmp_path / "demo" / name).stat().st_size > 0
 

@@ -114,7 +114,7 @@ def test_changed_settings_are_refused(hsv_run, afew_tree, released_checkpoint, m
         _run(extract_features_hsv_crop, [*base, "--pretrained_path", str(other)])
 
 
-def test_failures_are_recorded_and_good_frames_extracted(released_checkpoint, tmp_path, monkeypatch):
+def test_failures_are_recorded_and_good_frames_extracted(released_checkpoint, tmp_path, monkeypatch, capsys):
     root, _ = write_synthetic_dataset(tmp_path, clips=4, frames_per_clip=2, seed=5)
     (root / "001" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")  # corrupt PNG
     (root / "002" / "00000.png").unlink()  # missing image
@@ -125,6 +125,9 @@ def test_failures_are_recorded_and_good_frames_extracted(released_checkpoint, tm
     monkeypatch.chdir(tmp_path)
     argv = ["--dataset_root", str(root), "--pretrained_path", str(released_checkpoint), "--batch_size", "2"]
     assert _run(extract_features_hsv_crop, argv) == 0
+    # The counts add up: 4 usable frames to extract, 3 extracted and 1 undecodable; 3 other problems.
+    assert "extracted 3 of 4 (1 could not be decoded), skipped 0 (already done), 3 problems in the dataset" \
+        in capsys.readouterr().out
     errors = json.loads((tmp_path / "features_hsv" / "extraction_errors.json").read_text())["errors"]
     kinds = sorted((e["kind"], Path(e["path"]).parent.name if e["kind"] != "missing_json" else Path(e["path"]).name)
                    for e in errors)

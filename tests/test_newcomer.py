@@ -243,9 +243,13 @@ def test_truncated_checkpoint_message_has_no_zip_internals(tmp_path, released_ch
     assert "PytorchStreamReader" not in str(info.value) and "miniz" not in str(info.value)
 
 
-def test_a_folder_without_clips_is_not_an_afew_va_folder(caplog):
+def test_a_folder_without_clips_is_not_an_afew_va_folder(tmp_path, caplog):
+    # A checkout after the README's first command: code, tests, and the demo's plots (a folder holding .png files).
+    for folder in ("emonet", "tests", "color_space_comparison_demo"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "color_space_comparison_demo" / "comparison.png").write_bytes(b"\x89PNG")
     with pytest.raises(DatasetError, match=r"this is not an AFEW-VA folder.*001/001\.json.*AFEW_VA_ROOT"):
-        read_afew_va(ROOT)  # the repository: emonet/, tests/, ... and no clip
+        read_afew_va(tmp_path)
     assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
