@@ -218,16 +218,16 @@ def test_default_manifests_are_the_standard_ones_in_the_working_folder(spaces, t
 
 
 def test_the_demo_recovers_its_planted_signal_and_says_it_is_a_demo(tmp_path, capsys):
-    # One frame a clip: 40 independent draws of the labels, which the faces show (brighter with valence, warmer
-    # with arousal); 80 EmoNet passes, a quarter of the default demo's.
+    # One frame a clip: 32 independent draws of the labels, which the faces show (brighter with valence, warmer
+    # with arousal); 64 EmoNet passes, under a third of the default demo's.
     args = compare_color_spaces.get_args_parser().parse_args(
-        ["--demo", "--demo_clips", "40", "--demo_frames", "1", "--folds", "4", "--bootstrap", "200",
+        ["--demo", "--demo_clips", "32", "--demo_frames", "1", "--folds", "4", "--bootstrap", "200",
          "--output_dir", str(tmp_path / "demo"), "--no_progress", "--device", "cpu"])
     compare_color_spaces.main(args)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("DEMO:") and lines[-1].startswith("DEMO:") and "planted signal" in lines[0]
     report = _json(tmp_path / "demo")
-    assert set(report["color_spaces"]) == {"rgb", "hsv"} and report["protocol"]["frames"] == 40
+    assert set(report["color_spaces"]) == {"rgb", "hsv"} and report["protocol"]["frames"] == 32
     for space, entry in report["color_spaces"].items():
         assert entry["zero_shot"] is not None  # extracted files carry EmoNet's own outputs
         for dim in ("valence", "arousal"):
