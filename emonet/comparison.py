@@ -338,9 +338,8 @@ def differences(before: dict, after: dict, prefix: str = "") -> list[str]:
 def unit_state(folder: Path, expected: dict, model_type: str, epochs: int) -> tuple[str, dict | None]:
     """("done", None), ("predict", None) when training is complete but not its predictions, ("resume", ckpt)
     or ("new", None); refuses a unit made with other settings, naming them."""
-    marker = folder / UNIT_FILE
-    if marker.is_file():
-        stored = json.loads(marker.read_text())["fingerprint"]
+    stored = read_fingerprint(folder)
+    if stored is not None:
         check_same_settings(folder, stored, expected, "made")
         return "done", None
     last = folder / "last.pth"
@@ -364,15 +363,21 @@ def check_same_settings(folder: Path, stored: dict, expected: dict, verb: str) -
                           "refusing to mix them. Use another --output_dir")
 
 
+def _unit_record(folder: Path) -> dict | None:
+    """A finished unit's unit.json (fingerprint, frames, source), None for an unfinished one."""
+    marker = folder / UNIT_FILE
+    return json.loads(marker.read_text()) if marker.is_file() else None
+
+
 def read_fingerprint(folder: Path) -> dict | None:
     """The fingerprint of a finished unit, None for an unfinished one."""
-    marker = folder / UNIT_FILE
-    return json.loads(marker.read_text())["fingerprint"] if marker.is_file() else None
+    record = _unit_record(folder)
+    return record["fingerprint"] if record else None
 
 
 def unit_source(folder: Path) -> str | None:
     """Where a finished unit's input came from (a manifest's path, the dataset root), as it recorded it."""
-    return json.loads((folder / UNIT_FILE).read_text()).get("source")
+    return _unit_record(folder).get("source")
 
 
 def _finish_unit(folder: Path, samples: list[dict], pred: np.ndarray, zero_shot: np.ndarray | None,

@@ -14,16 +14,18 @@ CROP_MODES = ("landmarks", "resize")
 DEFAULT_CROP = "landmarks"
 
 
-def face_box(landmarks: np.ndarray) -> tuple[float, float, float]:
-    """EmoNet's crop square from 68 landmarks: (centre x, centre y, side).
-
-    Box (x0, y0, x1, y1) from the landmarks' min/max, centre = box centre,
-    side = 200 * ((x1 - x0) + (y1 - y0)) / 220.
-    """
-    x0, y0 = landmarks.min(axis=0)
-    x1, y1 = landmarks.max(axis=0)
+def square_from_box(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float]:
+    """EmoNet's crop square around a face box: (centre x, centre y, side), centre = the box's centre,
+    side = 200 * ((x1 - x0) + (y1 - y0)) / 220."""
     side = FACE_CROP_REFERENCE * ((x1 - x0) + (y1 - y0)) / FACE_CROP_DIVISOR
     return (x0 + x1) / 2.0, (y0 + y1) / 2.0, side
+
+
+def face_box(landmarks: np.ndarray) -> tuple[float, float, float]:
+    """EmoNet's crop square from 68 landmarks: `square_from_box` of the landmarks' bounding box."""
+    x0, y0 = landmarks.min(axis=0)
+    x1, y1 = landmarks.max(axis=0)
+    return square_from_box(x0, y0, x1, y1)
 
 
 def crop_matrix(cx: float, cy: float, side: float, size: int = IMAGE_SIZE, rotation_deg: float = 0.0) -> np.ndarray:
@@ -62,15 +64,15 @@ def crop_face(
         raise ValueError(f"landmarks crop needs {NUM_LANDMARKS} x 2 landmarks")
     cx, cy, side = face_box(landmarks)
     side *= scale
-    matrix = crop_matrix(cx + shift[0] * side, cy + shift[1] * side, side, size, rotation_deg)
-    return cv2.warpAffine(
-        image,
-        matrix,
-        (size, size),
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
-    )
+    return crop_square(image, cx + shift[0] * side, cy + shift[1] * side, side, size, rotation_deg)
+
+
+def crop_square(image: np.ndarray, cx: float, cy: float, side: float, size: int = IMAGE_SIZE,
+                rotation_deg: float = 0.0) -> np.ndarray:
+    """The square of `side` centred at (cx, cy), resized to size x size in one bilinear affine warp (see
+    `crop_matrix`); parts outside the frame are black."""
+    return cv2.warpAffine(image, crop_matrix(cx, cy, side, size, rotation_deg), (size, size),
+                          flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
 def flip_landmarks(landmarks: np.ndarray, width: int) -> np.ndarray:

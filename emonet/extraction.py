@@ -135,7 +135,7 @@ def _check_settings(output_dir: Path, identity: dict) -> None:
 def _pending(frames: list[Frame], output_dir: Path, overwrite: bool) -> list[int]:
     """Indices of the frames still to extract. Removes temp files of killed runs."""
     for clip in {f.clip for f in frames}:
-        for stale in (output_dir / clip).glob(f".*{TMP_SUFFIX}"):
+        for stale in (output_dir / clip).glob(f".*{TMP_SUFFIX}*"):  # .<name>.<random>.tmp<suffix>
             stale.unlink(missing_ok=True)
     return [i for i, f in enumerate(frames) if overwrite or not feature_file_ok(feature_path(output_dir, f))]
 

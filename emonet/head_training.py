@@ -48,6 +48,8 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 # Clips per step of the temporal head (train_emonet_features.py --clips_per_batch): about 400 frames.
 DEFAULT_CLIPS_PER_BATCH = 8
+# The temporal head's batches are made from pools of this many batches of clips sorted by length (`clip_batches`).
+BUCKET_BATCHES = 8
 # Separate random streams of one (seed, epoch): the order of the frames, and the dropout masks.
 DROPOUT_STREAM = 7919
 
@@ -189,19 +191,19 @@ class StackedOptimizer:
         grads = [t.grad.unbind(0) for t in self.params]
         grad_list = [g[u] for u in active for g in grads]
         if self.name == "adam":
-            adam(self._gather("params", active), grad_list, self._gather("first", active),
-                                  self._gather("second", active), [], self._gather("steps", active), fused=True,
-                                  amsgrad=False, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1], lr=self.lr,
-                                  weight_decay=self.weight_decay, eps=ADAM_EPS, maximize=False)
+            adam(self._gather("params", active), grad_list, self._gather("first", active), self._gather("second", active),
+                 [], self._gather("steps", active), fused=True, amsgrad=False, beta1=ADAM_BETAS[0], beta2=ADAM_BETAS[1],
+                 lr=self.lr, weight_decay=self.weight_decay, eps=ADAM_EPS, maximize=False)
             return
         # torch's SGD starts a momentum buffer as a copy of a parameter's first gradient: a unit that has not
         # stepped yet passes None and gets its buffers copied in after the step.
         fresh = {u for u in active if self.steps[u, 0] == 0}
-        buffers = [None if u in fresh else b for u in active for b in self._views["first"][u]]
-        sgd(self._gather("params", active), grad_list, buffers, weight_decay=self.weight_decay,
-                            momentum=SGD_MOMENTUM, lr=self.lr, dampening=0.0, nesterov=False, maximize=False, foreach=True)
-        for (u, view), buffer in zip(((u, v) for u in active for v in self._views["first"][u]), buffers, strict=True):
-            if u in fresh:
+        slots = [(u, view) for u in active for view in self._views["first"][u]]
+        buffers = [None if u in fresh else view for u, view in slots]
+        sgd(self._gather("params", active), grad_list, buffers, weight_decay=self.weight_decay, momentum=SGD_MOMENTUM,
+            lr=self.lr, dampening=0.0, nesterov=False, maximize=False, foreach=True)
+        for (unit, view), buffer in zip(slots, buffers, strict=True):
+            if unit in fresh:
                 view.copy_(buffer)
         self.steps[active] += 1
 
@@ -351,10 +353,28 @@ class StackedTrainer:
 
 
 # -- the temporal head -------------------------------------------------------------------------------------------
-def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.device) -> TrainingRun:
-    """Train a TemporalHead on the training side's clips, choosing its best epoch on the selection side."""
+def clip_batches(sequences: ClipSequences, clips_per_batch: int, generator: torch.Generator) -> list[list[int]]:
+    """One epoch's batches of clips: a random order, cut into pools of BUCKET_BATCHES batches whose clips are
+    sorted by length before being dealt into batches, and the batches shuffled. Clips of similar length share a
+    batch, so little of it is padding (random batches of AFEW-VA's clips are about half padding), while which
+    clips meet still changes every epoch."""
+    order = torch.randperm(len(sequences.clips), generator=generator).tolist()
+    pool = BUCKET_BATCHES * clips_per_batch
+    batches = []
+    for start in range(0, len(order), pool):
+        by_length = sorted(order[start : start + pool], key=lambda k: int(sequences.positions[k][-1]))
+        batches += [by_length[i : i + clips_per_batch] for i in range(0, len(by_length), clips_per_batch)]
+    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
+
+
+def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.device,
+                        network: torch.nn.Module | None = None) -> TrainingRun:
+    """Train a TemporalHead on the training side's clips, choosing its best epoch on the selection side.
+
+    `network`: another sequence model with TemporalHead's interface (`forward(x, mask)`, `set_normalisation`), for
+    benchmarks/bench_temporal_heads.py, which compares architectures with this same loop."""
     torch.manual_seed(unit.seed)
-    model = TemporalHead(**model_args("temporal", args))
+    model = network if network is not None else TemporalHead(**model_args("temporal", args))
     model.set_normalisation(data.features[unit.indices.train])
     model.to(device)
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.learning_rate, args.weight_decay)
@@ -370,10 +390,8 @@ def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.de
     def train_epoch(epoch: int) -> float:
         reseed(unit.seed, epoch)  # dropout
         model.train()
-        order = torch.randperm(len(train.clips), generator=epoch_generator(unit.seed, epoch)).tolist()
         total, seen = 0.0, 0
-        for start in range(0, len(order), args.clips_per_batch):
-            chunk = order[start : start + args.clips_per_batch]
+        for chunk in clip_batches(train, args.clips_per_batch, epoch_generator(unit.seed, epoch)):
             x, mask = clip_batch(train, train_x, chunk)
             y, _ = clip_batch(train, train_y, chunk)
             mask = mask.to(device)

@@ -77,8 +77,10 @@ def compile_model(model: EmoNet, device: torch.device, amp: bool, batch_size: in
     return compiled, seconds
 
 
-def infer(model: EmoNet, images: torch.Tensor, device: torch.device, amp: bool) -> dict[str, torch.Tensor]:
-    """EmoNet's outputs (OUTPUT_KEYS) for a batch of images (N x 3 x 256 x 256), float32 on the CPU.
+def infer(model: EmoNet, images: torch.Tensor, device: torch.device, amp: bool,
+          keys: tuple[str, ...] = OUTPUT_KEYS) -> dict[str, torch.Tensor]:
+    """EmoNet's outputs `keys` (by default OUTPUT_KEYS; "heatmap" for the landmarks) for a batch of images
+    (N x 3 x 256 x 256), float32 on the CPU.
 
     Call under `torch.inference_mode()` with a model from `prepare`.
     """
@@ -86,5 +88,5 @@ def infer(model: EmoNet, images: torch.Tensor, device: torch.device, amp: bool) 
     for chunk in images.split(micro_batch(device, len(images))):
         with autocast(device, amp):
             out = model(to_model_input(chunk, device))
-        outputs.append({k: out[k].float().cpu() for k in OUTPUT_KEYS})
-    return {k: torch.cat([o[k] for o in outputs]) for k in OUTPUT_KEYS}
+        outputs.append({k: out[k].float().cpu() for k in keys})
+    return {k: torch.cat([o[k] for o in outputs]) for k in keys}

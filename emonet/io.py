@@ -25,21 +25,29 @@ def _umask() -> int:
 
 
 @contextlib.contextmanager
-def atomic_open(path: str | os.PathLike, mode: str = "wb"):
-    """Open a temporary sibling of `path` for writing; on success it replaces `path`, on error it is removed."""
+def atomic_path(path: str | os.PathLike):
+    """A temporary sibling of `path` to write, ending in `path`'s suffix (for writers that choose a format by the
+    name, such as a video writer); on success it replaces `path`, on error it is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX + path.suffix)
+    os.close(fd)
     try:
+        yield Path(tmp)
         # mkstemp creates the file 0600 and os.replace keeps that mode: give it the mode open() would.
         os.chmod(tmp, NEW_FILE_MODE & ~_umask())
-        with os.fdopen(fd, mode) as f:
-            yield f
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "wb"):
+    """Open a temporary sibling of `path` for writing; on success it replaces `path`, on error it is removed."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
 
 
 def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:

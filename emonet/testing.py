@@ -213,3 +213,21 @@ def write_synthetic_dataset(folder: Path, clips: int, frames_per_clip: int, seed
                            "arousal": rng.integers(-10, 11, frames_per_clip).tolist()} for i in range(1, clips + 1)}
     root = write_afew_va_tree(folder / "AFEW-VA", labels, frames_per_clip)
     return root, write_released_checkpoint(folder / "emonet_8.pth")
+
+
+def write_face_video(path: Path, face_frames: int, empty_frames: int, size: tuple[int, int] = (320, 240),
+                     fps: float = 25.0, face_size: int = 110) -> Path:
+    """An MP4 written with OpenCV: the astronaut's face moving left to right across a noisy background for
+    `face_frames` frames, then `empty_frames` frames of background alone. Returns `path`."""
+    width, height = size
+    face = cv2.resize(face_image(), (face_size, face_size), interpolation=cv2.INTER_AREA)
+    rng = np.random.default_rng(0)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(face_frames + empty_frames):
+        frame = np.full((height, width, 3), 60, np.uint8) + rng.integers(0, 20, (height, width, 3), dtype=np.uint8)
+        if i < face_frames:
+            x = int((width - face_size) * i / max(face_frames - 1, 1))
+            _paste(frame, face, x, (height - face_size) // 2)
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    return path

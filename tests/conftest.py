@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from emonet.testing import synthetic_labels, write_afew_va_tree, write_released_checkpoint
+from emonet.testing import synthetic_labels, write_afew_va_tree, write_feature_set, write_released_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(__file__).resolve().parent / "data"
@@ -35,6 +35,16 @@ def clip_labels(n_clips: int) -> dict:
     if labels is not None:
         return {clip: labels[clip] for clip in sorted(labels)[:n_clips]}
     return synthetic_labels(n_clips, 10, 80)
+
+
+def write_spaces(folder: Path, labels: dict, signals: tuple[float, float] = (1.0, 1.0), noise: float = 0.5) -> Path:
+    """rgb and hsv feature sets of the same frames under their standard names in `folder` (features_manifest.json,
+    features_hsv_manifest.json), carrying the labels with strength `signals` (rgb, hsv) under per-frame `noise`."""
+    for (space, (feature_dir, manifest)), signal, seed in zip(
+            (("rgb", ("features", "features_manifest.json")), ("hsv", ("features_hsv", "features_hsv_manifest.json"))),
+            signals, (1, 2), strict=True):
+        write_feature_set(folder, labels, manifest, feature_dir, color_space=space, signal=signal, seed=seed, noise=noise)
+    return folder
 
 
 @pytest.fixture(scope="session")

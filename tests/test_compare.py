@@ -14,7 +14,7 @@ import torch
 import compare_color_spaces
 import evaluate_hsv_model
 import train_emonet_features
-from conftest import ROOT, clip_labels
+from conftest import ROOT, clip_labels, write_spaces
 from emonet.bootstrap import draw_counts, group_sums, p_value, resample
 from emonet.comparison_report import plot_report
 from emonet.errors import EmoNetError
@@ -23,7 +23,6 @@ from emonet.heads import frame_predictions, load_head
 from emonet.manifest import read_manifest
 from emonet.metrics import ccc, regression_metrics
 from emonet.splits import split_indices
-from emonet.testing import write_feature_set
 
 N_CLIPS = 40  # about 2,000 frames
 FOLDS = 3
@@ -38,10 +37,7 @@ SIGNALS = {"rgb": 0.5, "hsv": 4.0}
 def spaces(tmp_path_factory):
     folder = tmp_path_factory.mktemp("compare_inputs")
     labels = clip_labels(N_CLIPS)
-    write_feature_set(folder, labels, "features_manifest.json", "features", color_space="rgb", signal=SIGNALS["rgb"], seed=1)
-    write_feature_set(folder, labels, "features_hsv_manifest.json", "features_hsv", color_space="hsv",
-                      signal=SIGNALS["hsv"], seed=2)
-    return folder
+    return write_spaces(folder, labels, (SIGNALS["rgb"], SIGNALS["hsv"]))
 
 
 def _compare(folder, out, *extra):

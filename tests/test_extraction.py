@@ -162,7 +162,7 @@ def test_kill_and_resume_gives_the_uninterrupted_result(hsv_run, afew_tree, rele
     assert result.returncode == 0, result.stderr
     assert f"extracted {total - len(written)} of {total - len(written)} (0 could not be decoded), skipped {len(written)}" \
         in result.stdout
-    assert not list(out.glob("*/.*.tmp"))
+    assert not list(out.glob("*/.*.tmp*"))
     resumed = read_manifest(tmp_path / "features_hsv_manifest.json")
     reference = read_manifest(hsv_run / "features_hsv_manifest.json")
     assert resumed.samples == reference.samples

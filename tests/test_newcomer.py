@@ -219,7 +219,8 @@ def test_gitignore_covers_the_documented_outputs():
              "afew_va_problems.json", "evaluation_results/evaluation_results.json", "data/AFEW-VA/001/001.json",
              "hsv_features_training/last.pth", "rgb_full_training/last.pth", "hsv_evaluation_results/x.csv",
              "hsv_full_evaluation/x.png", "features_hsv/001/00000.npz", "features/001/00000.npz",
-             "pretrained/emonet_8.pth", "color_space_comparison/comparison.json"]
+             "pretrained/emonet_8.pth", "color_space_comparison/comparison.json",
+             "hsv_temporal_features_training/last.pth", "predictions/predictions.csv", "predictions_hsv/x.mp4"]
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("needs git and a checkout")
     result = subprocess.run(["git", "check-ignore", "--no-index", *paths], cwd=ROOT, capture_output=True, text=True)

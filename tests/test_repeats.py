@@ -10,10 +10,9 @@ import pytest
 from scipy import stats
 
 import compare_color_spaces
-from conftest import clip_labels
+from conftest import clip_labels, write_spaces
 from emonet.cv_statistics import corrected_resampled_ttest
 from emonet.errors import EmoNetError
-from emonet.testing import write_feature_set
 
 N_CLIPS = 30
 FOLDS = 3
@@ -24,10 +23,7 @@ SIGNALS = {"rgb": 0.5, "hsv": 4.0}
 def spaces(tmp_path_factory):
     folder = tmp_path_factory.mktemp("repeat_inputs")
     labels = clip_labels(N_CLIPS)
-    write_feature_set(folder, labels, "features_manifest.json", "features", color_space="rgb", signal=SIGNALS["rgb"], seed=1)
-    write_feature_set(folder, labels, "features_hsv_manifest.json", "features_hsv", color_space="hsv",
-                      signal=SIGNALS["hsv"], seed=2)
-    return folder
+    return write_spaces(folder, labels, (SIGNALS["rgb"], SIGNALS["hsv"]))
 
 
 def _compare(folder, out, *extra, training=("--epochs", "3")):

@@ -11,22 +11,15 @@ import torch
 import compare_color_spaces
 import evaluate_hsv_model
 import train_emonet_features
-from conftest import clip_labels
+from conftest import clip_labels, write_spaces
 from emonet.errors import EmoNetError
 from emonet.heads import SIGMA_GRID, ClipSequences, TemporalHead, clip_batch, smooth_clips
 from emonet.metrics import ccc
-from emonet.testing import write_feature_set
 
 N_CLIPS = 40
 FOLDS = "3"
 EPOCHS = "15"
 HEADS = ("frame", "smooth", "temporal")
-
-
-def _write_spaces(folder, labels, noise):
-    write_feature_set(folder, labels, "features_manifest.json", "features", color_space="rgb", seed=1, noise=noise)
-    write_feature_set(folder, labels, "features_hsv_manifest.json", "features_hsv", color_space="hsv", seed=2, noise=noise)
-    return folder
 
 
 def _compare(folder, out, *extra, epochs=EPOCHS):
@@ -41,7 +34,7 @@ def _compare(folder, out, *extra, epochs=EPOCHS):
 def noisy(tmp_path_factory):
     """Features that carry the label under heavy per-frame noise (sd 4 against a signal of 1), labels smooth
     within clips (the real ones, or slowly drifting synthetic ones)."""
-    folder = _write_spaces(tmp_path_factory.mktemp("noisy"), clip_labels(N_CLIPS), noise=4.0)
+    folder = write_spaces(tmp_path_factory.mktemp("noisy"), clip_labels(N_CLIPS), noise=4.0)
     return folder, _compare(folder, folder / "comparison")
 
 
@@ -79,7 +72,7 @@ def test_without_temporal_structure_no_smoothing_is_chosen_and_temporal_does_not
     rng = np.random.default_rng(3)
     labels = {clip: {d: rng.integers(-10, 11, len(v["valence"])).tolist() for d in ("valence", "arousal")}
               for clip, v in clip_labels(30).items()}  # independent from frame to frame
-    folder = _write_spaces(tmp_path, labels, noise=0.1)  # and clean features
+    folder = write_spaces(tmp_path, labels, noise=0.1)  # and clean features
     report = _compare(folder, tmp_path / "comparison", epochs="12")
     for space in ("rgb", "hsv"):
         for k in range(int(FOLDS)):

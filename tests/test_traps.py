@@ -19,7 +19,7 @@ import extract_features_all
 import extract_features_hsv_crop
 import train_emonet_features
 import train_emonet_hsv
-from conftest import ROOT, clip_labels
+from conftest import ROOT, clip_labels, write_spaces
 from emonet.errors import DatasetError, EmoNetError
 from emonet.evaluation import summary_table
 from emonet.testing import write_afew_va_tree, write_feature_set
@@ -34,9 +34,7 @@ SCRIPTS = (compare_color_spaces, download_afew_va, evaluate_hsv_model, extract_f
 def spaces(tmp_path_factory):
     folder = tmp_path_factory.mktemp("trap_spaces")
     labels = clip_labels(12)
-    write_feature_set(folder, labels, "features_manifest.json", "features", color_space="rgb", seed=1)
-    write_feature_set(folder, labels, "features_hsv_manifest.json", "features_hsv", color_space="hsv", signal=3.0, seed=2)
-    return folder
+    return write_spaces(folder, labels, (1.0, 3.0))
 
 
 def _compare(folder, out, *extra, manifests=None):
@@ -132,7 +130,7 @@ def test_missing_landmarks_are_needed_only_by_the_landmark_crop(released_checkpo
 def test_units_survive_a_new_path_string_and_refusals_say_what_changed(spaces, tmp_path, capsys):
     out = _compare(spaces, tmp_path / "cmp", "--epochs", "1")
     copy = tmp_path / "copy"
-    for space, name in (("rgb", "features_manifest.json"), ("hsv", "features_hsv_manifest.json")):
+    for name in ("features_manifest.json", "features_hsv_manifest.json"):
         manifest = json.loads((spaces / name).read_text())
         manifest["settings"]["pretrained_path"] = "./pretrained/../pretrained/emonet_8.pth"  # same sha, other string
         for s in manifest["samples"]:
@@ -198,8 +196,7 @@ def test_ctrl_c_in_training_prints_the_command_that_continues(tmp_path):
 def test_a_truncated_feature_file_stops_the_comparison_before_any_unit(spaces, tmp_path):
     folder = tmp_path / "inputs"
     labels = clip_labels(12)
-    write_feature_set(folder, labels, "features_manifest.json", "features", color_space="rgb", seed=1)
-    write_feature_set(folder, labels, "features_hsv_manifest.json", "features_hsv", color_space="hsv", seed=2)
+    write_spaces(folder, labels)
     victim = sorted((folder / "features_hsv").glob("*/*.npz"))[-1]
     victim.write_bytes(victim.read_bytes()[:100])
     with pytest.raises(EmoNetError, match=rf"{victim.name}: unreadable feature file.*Rerunning the extraction command"):
