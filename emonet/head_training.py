@@ -48,8 +48,6 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 # Clips per step of the temporal head (train_emonet_features.py --clips_per_batch): about 400 frames.
 DEFAULT_CLIPS_PER_BATCH = 8
-# The temporal head's batches are made from pools of this many batches of clips sorted by length (`clip_batches`).
-BUCKET_BATCHES = 8
 # Separate random streams of one (seed, epoch): the order of the frames, and the dropout masks.
 DROPOUT_STREAM = 7919
 
@@ -353,20 +351,6 @@ class StackedTrainer:
 
 
 # -- the temporal head -------------------------------------------------------------------------------------------
-def clip_batches(sequences: ClipSequences, clips_per_batch: int, generator: torch.Generator) -> list[list[int]]:
-    """One epoch's batches of clips: a random order, cut into pools of BUCKET_BATCHES batches whose clips are
-    sorted by length before being dealt into batches, and the batches shuffled. Clips of similar length share a
-    batch, so little of it is padding (random batches of AFEW-VA's clips are about half padding), while which
-    clips meet still changes every epoch."""
-    order = torch.randperm(len(sequences.clips), generator=generator).tolist()
-    pool = BUCKET_BATCHES * clips_per_batch
-    batches = []
-    for start in range(0, len(order), pool):
-        by_length = sorted(order[start : start + pool], key=lambda k: int(sequences.positions[k][-1]))
-        batches += [by_length[i : i + clips_per_batch] for i in range(0, len(by_length), clips_per_batch)]
-    return [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()]
-
-
 def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.device,
                         network: torch.nn.Module | None = None) -> TrainingRun:
     """Train a TemporalHead on the training side's clips, choosing its best epoch on the selection side.
@@ -391,7 +375,9 @@ def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.de
         reseed(unit.seed, epoch)  # dropout
         model.train()
         total, seen = 0.0, 0
-        for chunk in clip_batches(train, args.clips_per_batch, epoch_generator(unit.seed, epoch)):
+        order = torch.randperm(len(train.clips), generator=epoch_generator(unit.seed, epoch)).tolist()
+        for start in range(0, len(order), args.clips_per_batch):
+            chunk = order[start : start + args.clips_per_batch]
             x, mask = clip_batch(train, train_x, chunk)
             y, _ = clip_batch(train, train_y, chunk)
             mask = mask.to(device)
