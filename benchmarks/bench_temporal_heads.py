@@ -8,10 +8,13 @@ best epoch chosen on an inner 10 % of the training clips, every candidate traine
 then scored on the held-out clips. Candidates:
 
 - frame: the frame head (the reference), smooth: the frame head + Gaussian along the clip;
-- tcn64: the temporal head as shipped (`heads.TemporalHead`: 4 levels of 64 channels, kernel 5, dilations
-  1-8, receptive field 61 frames, about 100 k parameters);
-- tcn128: the same with 128 channels (about 350 k parameters), the size of open challenge systems;
-- bigru: a bidirectional GRU of 64 units a direction over the projected features (about 60 k parameters).
+- tcn48: the temporal head as shipped (`heads.TemporalHead`: 4 levels of 48 channels, kernel 5, dilations
+  1-8, receptive field 61 frames, about 60 k parameters);
+- tcn64, tcn128: the same with 64 (about 100 k parameters) and 128 channels (about 360 k), the latter the size
+  of open challenge systems;
+- bigru: a bidirectional GRU of 64 units a direction over the projected features (about 67 k parameters).
+
+Every candidate trains on one intra-op thread, as the heads do in the project (`head_training.HEAD_THREADS`).
 
 The features are synthetic: their noise is independent from frame to frame, so the figures say how well
 each architecture averages noise along a clip and what it costs, not how it fares on EmoNet's real
@@ -35,14 +38,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from emonet.device import describe_machine  # noqa: E402
 from emonet.features import FeatureSet  # noqa: E402
-from emonet.head_training import HeadUnit, head_config, model_args, train_heads, train_temporal_unit  # noqa: E402
+from emonet.head_training import (HEAD_THREADS, HeadUnit, head_config, intra_op_threads, model_args,  # noqa: E402
+                                  train_heads, train_temporal_unit)
 from emonet.heads import HeadPredictor, TemporalHead, set_normalisation  # noqa: E402
 from emonet.io import write_json  # noqa: E402
 from emonet.metrics import ccc  # noqa: E402
 from emonet.splits import make_split, split_indices  # noqa: E402
 from emonet.training import load_training_checkpoint  # noqa: E402
 
-CANDIDATES = ("frame", "smooth", "tcn64", "tcn128", "bigru")
+CANDIDATES = ("frame", "smooth", "tcn48", "tcn64", "tcn128", "bigru")
 
 
 def get_args_parser():
@@ -105,7 +109,8 @@ def main(args):
                "epochs": args.epochs, "candidates": {}}
     train_args = SimpleNamespace(batch_size=64, epochs=args.epochs, learning_rate=1e-3, weight_decay=0.0,
                                  optimizer="adam", loss_function="ccc", dropout=0.2, save_freq=0, clips_per_batch=8)
-    networks = {"tcn64": lambda: TemporalHead(channels=64), "tcn128": lambda: TemporalHead(channels=128),
+    networks = {"tcn48": lambda: TemporalHead(channels=48), "tcn64": lambda: TemporalHead(channels=64),
+                "tcn128": lambda: TemporalHead(channels=128),
                 "bigru": lambda: BiGRUHead()}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.candidates:
@@ -117,7 +122,8 @@ def main(args):
             if kind == "temporal":
                 torch.manual_seed(0)
                 network = networks[name]()
-                train_temporal_unit(unit, data, train_args, torch.device("cpu"), network)
+                with intra_op_threads(HEAD_THREADS):
+                    train_temporal_unit(unit, data, train_args, torch.device("cpu"), network)
                 seconds = time.perf_counter() - start
                 best = load_training_checkpoint(unit.output_dir / "best_model.pth", None)
                 network.load_state_dict(best["model"])
