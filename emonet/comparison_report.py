@@ -387,6 +387,7 @@ def plot_report(report: dict, path: Path) -> "Figure":
                 mean, lo, hi = _interval(diff[d])
                 ax.errorbar(x + offsets[h], mean, yerr=[[mean - lo], [hi - mean]], fmt="o", color=colours[h], ms=6,
                             capsize=3, lw=1.3)
+        ax.text(spaces.index(ref), 0, "reference", ha="center", va="bottom", fontsize=8, color="dimgray")
         ax.set(title=f"{d}: CCC difference to {ref} (same head)", ylabel=f"ΔCCC vs {ref}")
         if rows == 3:
             ax = axes[2, col]

@@ -34,7 +34,7 @@ HEAD_HIDDEN = (128, 64)
 SIGMA_GRID = (0.0, 1.0, 2.0, 4.0, 8.0)
 # The temporal network (see TemporalHead and README_HSV_PIPELINE.md for the architectures compared): 4 levels of
 # dilated convolutions (dilations 1, 2, 4, 8) of kernel 5 see 61 frames, 2.4 s at 25 fps; 48 channels (about
-# 60 k parameters) matched 64 and 128 in accuracy on AFEW-VA-sized data, in 0.7 and 0.5 of their time.
+# 60 k parameters) matched 64 and 128 in accuracy on AFEW-VA-sized data, in 0.8 and 0.4 of their time.
 TEMPORAL_DEFAULTS = {"channels": 48, "levels": 4, "kernel": 5}
 # Frames per forward pass when predicting with a frame head.
 PREDICT_BATCH = 4096
