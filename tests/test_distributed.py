@@ -17,7 +17,7 @@ import torch
 import compare_color_spaces
 import evaluate_hsv_model
 import extract_features_hsv_crop
-from conftest import ROOT, fixture_labels
+from conftest import ROOT, clip_labels, fixture_labels, write_spaces
 from emonet.afew_va import read_afew_va
 from emonet.distributed import shard_clips, shard_positions
 from emonet.extraction import NPZ_KEYS
@@ -25,7 +25,6 @@ from emonet.head_training import intra_op_threads
 from emonet.manifest import read_manifest
 from emonet.model import EMOTION_MODULES
 from emonet.testing import deterministic_state_dict, write_afew_va_tree
-
 
 
 def torchrun(script, *argv, cwd):
@@ -167,3 +166,15 @@ def test_evaluation_on_frames_under_torchrun_equals_one_process(small_tree, rele
     assert two["num_samples"] == 7 and np.isfinite(two["valence_metrics"]["CCC"])
     assert two == one  # every frame predicted once, by one process, gathered in order
     assert (tmp_path / "two" / "predictions.csv").read_text() == (tmp_path / "one" / "predictions.csv").read_text()
+
+
+def test_head_units_with_repetitions_are_shared_under_torchrun(tmp_path):
+    folder = write_spaces(tmp_path, clip_labels(12), (0.5, 4.0))
+    argv = ["--manifests", f"rgb={folder / 'features_manifest.json'}", f"hsv={folder / 'features_hsv_manifest.json'}",
+            "--heads", "frame", "smooth", "--repeats", "2", "--folds", "2", "--epochs", "2", "--bootstrap", "100"]
+    out, _ = torchrun("compare_color_spaces.py", *argv, "--output_dir", "two", cwd=tmp_path)
+    assert sum(" trained: " in line for line in out.splitlines()) == 2 * 2 * 2 * 2  # every unit once, printed by rank 0
+    compare_color_spaces.main(compare_color_spaces.get_args_parser().parse_args(
+        [*argv, "--output_dir", str(tmp_path / "one"), "--no_progress", "--device", "cpu"]))
+    two, one = (json.loads((tmp_path / name / "comparison.json").read_text()) for name in ("two", "one"))
+    assert two == one
