@@ -247,18 +247,22 @@ def intervals_text(protocol: dict) -> str:
             "or more before claiming that a colour space helps.")
 
 
-def _row_cells(entry: dict, block: dict, d: str, head: str, ref: str, repeats: int) -> list[str]:
-    """One table row's cells after Input and Model."""
+def headline(diff: dict) -> tuple[float, list[float], float]:
+    """The figure a report leads with for one dimension's difference: (mean, 95 % CI, p) of the corrected
+    resampled t-test with repetitions, else the pooled difference with its bootstrap CI and p."""
+    t = diff.get("repeated")
+    return (t["mean"], t["ci"], t["p_value"]) if t else (diff["CCC_diff"], diff["CCC_diff_ci"], diff["p_value"])
+
+
+def _row_cells(block: dict, d: str, repeats: int, differences: bool) -> list[str]:
+    """One table row's cells after Input and Model; `differences`: a trained row (a zero-shot row has none)."""
     pooled, mean, sd = block["pooled"][d], block["fold_mean"][d], block["fold_sd"][d]
 
     def diff_cells(diff: dict | None, absent: str) -> list[str]:
         if diff is None:
             return [absent, ""]
-        t = diff[d].get("repeated")
-        if t:
-            return [_ci(t["mean"], t["ci"], sign=True), _p(t["p_value"])]
-        v = diff[d]
-        return [_ci(v["CCC_diff"], v["CCC_diff_ci"], sign=True), _p(v["p_value"])]
+        value, ci, p = headline(diff[d])
+        return [_ci(value, ci, sign=True), _p(p)]
 
     cells = []
     if repeats > 1:
@@ -266,7 +270,7 @@ def _row_cells(entry: dict, block: dict, d: str, head: str, ref: str, repeats: i
         cells.append(f"{number(np.mean(values))} ({number(min(values))} to {number(max(values))})")
     cells += [_ci(pooled["CCC"], pooled["CCC_ci"]), f"{number(mean['CCC'])} ± {number(sd['CCC'])}",
               _ci(pooled["PCC"], pooled["PCC_ci"]), number(pooled["RMSE"], 2), number(pooled["SAGR"])]
-    if entry is not None:
+    if differences:
         cells += diff_cells(block["vs_reference"], "reference") + diff_cells(block.get("vs_frame"), "")
     else:
         cells += ["", "", "", ""]
@@ -293,13 +297,13 @@ def markdown(report: dict) -> str:
         for head in heads:
             for space, entry in report["color_spaces"].items():
                 block = entry["heads"][head]
-                lines.append(f"| {space} | {_model_name(p, head)} | " + " | ".join(_row_cells(entry, block, d, head, ref, repeats)) + " |")
+                lines.append(f"| {space} | {_model_name(p, head)} | " + " | ".join(_row_cells(block, d, repeats, True)) + " |")
         for space, entry in report["color_spaces"].items():
             block = entry["zero_shot"]
             if block is None:
                 lines.append(f"| {space} | EmoNet zero-shot | not in the feature files |" + " |" * (len(header) - 1))
                 continue
-            cells = ([""] if repeats > 1 else []) + _row_cells(None, block, d, DEFAULT_HEAD, ref, 1)
+            cells = ([""] if repeats > 1 else []) + _row_cells(block, d, 1, False)
             lines.append(f"| {space} | EmoNet zero-shot | " + " | ".join(cells) + " |")
         lines.append("")
     lines += ["## Protocol", "", protocol_text(report), ""]
@@ -324,20 +328,14 @@ def summary(report: dict) -> str:
             line = f"  {space:<11}{head:<9}{scores}"
             for name, diff in ((f"vs {ref}", block["vs_reference"]), ("vs frame", block.get("vs_frame"))):
                 if diff:
-                    line += f"  | {name}: " + ", ".join(
-                        f"{d[0]} {_ci(v['repeated']['mean'], v['repeated']['ci'], True)} p {_p(v['repeated']['p_value'])}"
-                        if "repeated" in v else f"{d[0]} {_ci(v['CCC_diff'], v['CCC_diff_ci'], True)} p {_p(v['p_value'])}"
-                        for d, v in diff.items())
+                    figures = {d: headline(v) for d, v in diff.items()}
+                    line += f"  | {name}: " + ", ".join(f"{d[0]} {_ci(value, ci, True)} p {_p(pv)}"
+                                                        for d, (value, ci, pv) in figures.items())
             out.append(line)
     return "\n".join(out)
 
 
 # -- the figure --------------------------------------------------------------------------------------------------
-def _interval(diff: dict) -> tuple[float, float, float]:
-    t = diff.get("repeated")
-    return (t["mean"], *t["ci"]) if t else (diff["CCC_diff"], *diff["CCC_diff_ci"])
-
-
 def plot_report(report: dict, path: Path) -> "Figure":
     """Per colour space and head: the fold CCCs (dots) and the pooled CCC with its CI (diamond), EmoNet's zero-shot
     output beside them in grey; under them each space's CCC difference to the reference with its interval, and,
@@ -384,7 +382,7 @@ def plot_report(report: dict, path: Path) -> "Figure":
                 diff = report["color_spaces"][space]["heads"][h]["vs_reference"]
                 if diff is None:
                     continue
-                mean, lo, hi = _interval(diff[d])
+                mean, (lo, hi), _ = headline(diff[d])
                 ax.errorbar(x + offsets[h], mean, yerr=[[mean - lo], [hi - mean]], fmt="o", color=colours[h], ms=6,
                             capsize=3, lw=1.3)
         ax.text(spaces.index(ref), 0, "reference", ha="center", va="bottom", fontsize=8, color="dimgray")
@@ -393,7 +391,7 @@ def plot_report(report: dict, path: Path) -> "Figure":
             ax = axes[2, col]
             for h in heads[1:]:
                 for x, space in enumerate(spaces):
-                    mean, lo, hi = _interval(report["color_spaces"][space]["heads"][h]["vs_frame"][d])
+                    mean, (lo, hi), _ = headline(report["color_spaces"][space]["heads"][h]["vs_frame"][d])
                     ax.errorbar(x + offsets[h], mean, yerr=[[mean - lo], [hi - mean]], fmt="s", color=colours[h], ms=6,
                                 capsize=3, lw=1.3)
             ax.set(title=f"{d}: head minus frame head (same space)", ylabel="ΔCCC vs frame head")

@@ -124,9 +124,13 @@ class StackedHeads:
         self.std = torch.stack([h.feature_std for h in heads])[:, None].to(device)
 
     @staticmethod
-    def _tensors(head: FeatureHead) -> list[torch.Tensor]:
+    def _linears(head: FeatureHead) -> list[torch.nn.Linear]:
+        return [m for m in head.net if isinstance(m, torch.nn.Linear)]
+
+    @classmethod
+    def _tensors(cls, head: FeatureHead) -> list[torch.Tensor]:
         out = []
-        for linear in (m for m in head.net if isinstance(m, torch.nn.Linear)):
+        for linear in cls._linears(head):
             out += [linear.weight.detach().t().contiguous(), linear.bias.detach()[None].clone()]
         return out
 
@@ -149,12 +153,16 @@ class StackedHeads:
         return torch.addmm(b3, h, w3)
 
     def state_dict(self, u: int) -> dict:
-        """Unit u as a FeatureHead state dict (CPU tensors)."""
-        w1, b1, w2, b2, w3, b3 = (t[u].detach().cpu() for t in self.params)
-        return {"feature_mean": self.mean[u, 0].cpu().clone(), "feature_std": self.std[u, 0].cpu().clone(),
-                "net.0.weight": w1.t().contiguous(), "net.0.bias": b1[0].clone(),
-                "net.3.weight": w2.t().contiguous(), "net.3.bias": b2[0].clone(),
-                "net.6.weight": w3.t().contiguous(), "net.6.bias": b3[0].clone()}
+        """Unit u as a FeatureHead state dict (CPU tensors): the inverse of `_tensors`, through FeatureHead itself."""
+        head = FeatureHead(dropout=self.dropout)
+        with torch.no_grad():
+            for linear, (weight, bias) in zip(self._linears(head), zip(self.params[::2], self.params[1::2], strict=True),
+                                              strict=True):
+                linear.weight.copy_(weight[u].t())
+                linear.bias.copy_(bias[u, 0])
+            head.feature_mean.copy_(self.mean[u, 0])
+            head.feature_std.copy_(self.std[u, 0])
+        return head.state_dict()
 
     def load_unit(self, u: int, state: dict) -> None:
         head = FeatureHead(dropout=self.dropout)
