@@ -41,7 +41,7 @@ from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_optimis
                         check_fraction, check_optimisation_args, dataset_root_or_env, run)
 from emonet.colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
 from emonet.comparison import (APPROACHES, TRAINING_FLAGS, UNIT_FILE, HeadComparison, all_units, check_manifests,
-                               claim_folds, collect_predictions, default_workers, feature_identity, finetune_plan,
+                               claim_folds, finished_units, collect_predictions, default_workers, feature_identity, finetune_plan,
                                finetune_source, load_spaces, make_folds, parse_manifest_args, parse_only,
                                read_fingerprint, read_manifests, run_finetune_unit, run_head_units, check_same_settings,
                                unit_source)
@@ -66,10 +66,12 @@ FINETUNE_ONLY = ("color_spaces", "dataset_root", "pretrained_path", "crop", "n_e
                  "colour_jitter", "grad_clip", "sync_bn", "num_workers", "amp", "limit", "flip_tta")
 DEMO_SPACES = ("rgb", "hsv")
 DEMO_EPOCHS = 10
+logger = logging.getLogger("emonet")
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     parser.add_argument("--approach", choices=APPROACHES, default="head",
                         help="head: heads on extracted features; finetune: EmoNet fine-tuned on frames (default: head)")
     parser.add_argument("--manifests", nargs="+", metavar="SPACE=MANIFEST", default=None,
@@ -78,11 +80,12 @@ def get_args_parser():
     parser.add_argument("--common_frames", action="store_true",
                         help="head: keep the frames every manifest has, instead of refusing manifests that differ "
                              "(default: refuse)")
-    parser.add_argument("--heads", nargs="+", choices=HEAD_KINDS, default=[DEFAULT_HEAD],
+    parser.add_argument("--heads", nargs="+", choices=HEAD_KINDS, default=None,
                         help="head: the heads to train on every space: frame (each frame alone), smooth (frame head + "
                              "Gaussian along the clip, sigma chosen on the inner split), temporal (temporal convolution "
-                             "network over each clip); frame is always included, every other head is compared with it "
-                             "(default: frame)")
+                             "network over each clip); frame is always included, every other head is compared with it; "
+                             "one colour space with several heads is a comparison of heads (default: frame; with "
+                             "--report_only, the heads of the finished units)")
     parser.add_argument("--dropout", type=float, default=0.2, help="head: dropout of the heads (default: 0.2)")
     parser.add_argument("--clips_per_batch", type=int, default=None,
                         help=f"head, with --heads temporal: clips per step of the temporal head (default: "
@@ -100,18 +103,24 @@ def get_args_parser():
     parser.add_argument("--split", choices=("clip", "actor", "frame"), default="clip",
                         help="unit the folds keep whole: clip or actor (frame is refused: it leaks) (default: clip)")
     parser.add_argument("--folds", type=int, default=5, help="K of the group K-fold (default: 5)")
-    parser.add_argument("--repeats", type=int, default=1,
+    parser.add_argument("--repeats", type=int, default=None,
                         help="R: repeat the K-fold cross-validation R times, repetition r with seed --seed + r (folds, "
                              "inner splits, initialisation, order); R > 1 adds the corrected resampled t-test over "
-                             "the R x K folds, which covers training again; publish with R >= 3 (default: 1)")
+                             "the R x K folds, which covers training again; publish with R >= 3 (default: 1; with "
+                             "--report_only, the repetitions of the finished units)")
     parser.add_argument("--inner_val_split", type=float, default=0.1,
                         help="fraction of each fold's training clips on which the best epoch is chosen (default: 0.1)")
-    parser.add_argument("--reference", default=DEFAULT_COLOR_SPACE,
-                        help=f"colour space every other is compared with (default: {DEFAULT_COLOR_SPACE})")
+    parser.add_argument("--reference", default=None,
+                        help=f"colour space every other is compared with (default: {DEFAULT_COLOR_SPACE}; the space itself "
+                             "when there is one)")
     parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws (resampled clips) (default: 1000)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--output_dir", default=None,
                         help="where units and report go (default: color_space_comparison, _demo with --demo)")
+    parser.add_argument("--report_dir", default=None,
+                        help="where the report goes (default: --output_dir); a report of fewer spaces, heads or "
+                             "repetitions than --output_dir holds must go to another folder, so that it never replaces "
+                             "the report of the whole")
     parser.add_argument("--only", metavar="UNIT", default=None,
                         help="run this unit only: SPACE:FOLD, SPACE:HEAD:FOLD, optionally @REPEAT, e.g. hsv:2 or "
                              "hsv:temporal:2@1 (default: all)")
@@ -119,8 +128,9 @@ def get_args_parser():
                         help="print every unit of the comparison, one a line, for --only in a job array; train nothing "
                              "(default: off)")
     parser.add_argument("--report_only", action="store_true",
-                        help="aggregate finished units; train nothing. The report describes what the units record: a "
-                             "training flag given here must match them (default: off)")
+                        help="aggregate finished units; train nothing. The report describes what the units record: the "
+                             "spaces (and their manifests), heads, repetitions and training flags not given here are "
+                             "read from them, and one given must match them (default: off)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
     parser.add_argument("--demo", action="store_true",
                         help="a first run without AFEW-VA or the weights: writes a small sample whose faces change with "
@@ -151,11 +161,15 @@ def check_args(args, dist) -> None:
         raise EmoNetError("--demo_clips and --demo_frames go with --demo")
     if sum(map(bool, (args.only, args.report_only, args.list_units))) > 1:
         raise EmoNetError("--only trains one unit, --report_only trains none and --list_units lists them: choose one")
-    args.heads = [DEFAULT_HEAD] + [h for h in dict.fromkeys(args.heads) if h != DEFAULT_HEAD]
-    if args.clips_per_batch is not None and "temporal" not in args.heads:
+    # With --report_only, heads and repetitions not given are read from the finished units (`adopt_unit_layout`).
+    args.heads_given = args.heads is not None
+    args.given_layout = {n for n in ("heads", "repeats", "manifests", "color_spaces") if getattr(args, n) is not None}
+    args.heads = heads_in_order(args.heads or [DEFAULT_HEAD])
+    if args.clips_per_batch is not None and "temporal" not in args.heads and (args.heads_given or not args.report_only):
         raise EmoNetError("--clips_per_batch is the temporal head's: add temporal to --heads, or drop it")
-    if args.repeats < 1:
+    if args.repeats is not None and args.repeats < 1:
         raise EmoNetError(f"--repeats {args.repeats}: at least 1")
+    args.repeats = args.repeats or 1
     if args.workers is not None and args.workers < 1:
         raise EmoNetError(f"--workers {args.workers}: at least 1")
     # Training flags given on this command line: with --report_only, the others are read from the units.
@@ -163,8 +177,6 @@ def check_args(args, dist) -> None:
     for name, value in DEFAULTS[args.approach].items():
         if getattr(args, name) is None:
             setattr(args, name, DEMO_EPOCHS if args.demo and name == "epochs" else value)
-    if "temporal" in args.heads and args.clips_per_batch is None:
-        args.clips_per_batch = DEFAULT_CLIPS_PER_BATCH
     check_optimisation_args(args)
     check_fraction("--inner_val_split", args.inner_val_split)
     if args.folds < 2:
@@ -174,6 +186,14 @@ def check_args(args, dist) -> None:
     if args.approach == "finetune":
         check_finetune_args(args, dist)
     args.output_dir = Path(args.output_dir or ("color_space_comparison_demo" if args.demo else "color_space_comparison"))
+    args.report_dir = Path(args.report_dir) if args.report_dir else args.output_dir
+    if args.report_dir != args.output_dir and (args.only or args.list_units):
+        raise EmoNetError("--report_dir is where a report goes: --only and --list_units write none")
+
+
+def heads_in_order(heads: list[str]) -> list[str]:
+    """The frame head first (every other is compared with it), then the others in the order of HEAD_KINDS, once each."""
+    return [DEFAULT_HEAD] + [h for h in HEAD_KINDS if h in heads and h != DEFAULT_HEAD]
 
 
 def main(args):
@@ -207,8 +227,22 @@ def demo_manifests(args) -> list[str]:
 
 
 def compare(args, dist) -> None:
-    paths = parse_manifest_args(args.manifests, Path.cwd(), COLOR_SPACES) if args.approach == "head" else None
-    spaces = list(paths) if paths else args.color_spaces or ["rgb", "hsv", "lab", "yuv"]
+    found = finished_units(args.output_dir) if args.report_only or not (args.only or args.list_units) else []
+    if args.report_only:
+        adopt_unit_layout(args, found)
+    if "temporal" in args.heads and args.clips_per_batch is None and "clips_per_batch" not in args.given_training:
+        args.clips_per_batch = DEFAULT_CLIPS_PER_BATCH
+    several_heads = len(args.heads) > 1
+    if args.approach == "head":
+        paths = parse_manifest_args(args.manifests, Path.cwd(), several_heads)
+        spaces = list(paths)
+    else:
+        spaces = args.color_spaces or ["rgb", "hsv", "lab", "yuv"]
+        if len(spaces) < 2:
+            raise EmoNetError("--color_spaces: the fine-tuning comparison needs two colour spaces or more (its network "
+                              "stays frame-level, so one space has nothing to be compared with)")
+    if args.reference is None:
+        args.reference = spaces[0] if len(spaces) == 1 else DEFAULT_COLOR_SPACE
     if args.reference not in spaces:
         raise EmoNetError(f"--reference {args.reference} is not among the colour spaces compared ({', '.join(spaces)})")
     every = all_units(args.repeats, spaces, args.heads, args.folds)
@@ -216,6 +250,8 @@ def compare(args, dist) -> None:
         print("\n".join(u.label for u in every))
         return
     units = [parse_only(args.only, spaces, args.heads, args.folds, args.repeats)] if args.only else every
+    if not args.only:
+        check_not_narrower(args, found, spaces)
     if args.report_only:
         adopt_unit_settings(args, every)
     if args.approach == "head":
@@ -231,6 +267,7 @@ def compare(args, dist) -> None:
     if dist.is_main:
         try:
             check_kind(args.output_dir, "comparison")
+            check_kind(args.report_dir, "comparison")
             folds = claim_folds(args.output_dir, folds, write=not args.report_only)
         except EmoNetError as exc:
             error = exc
@@ -265,6 +302,52 @@ def compare(args, dist) -> None:
         return
     report(args, spaces, every, folds, samples, manifests if args.approach == "head" else None,
            common if args.approach == "head" else None)
+
+
+def adopt_unit_layout(args, found) -> None:
+    """--report_only: the heads, repetitions and colour spaces not given are those of the finished units, and a head
+    comparison's manifests those the units were made from (each unit records its manifest's path)."""
+    if not found:
+        raise EmoNetError(f"{args.output_dir}: no finished unit to report on; run the units first")
+    if not args.heads_given:
+        args.heads = heads_in_order([u.head for u, _ in found])
+    if "repeats" not in args.given_layout:
+        args.repeats = max(u.repeat for u, _ in found) + 1
+    # The units do not record the order the spaces were given in: the known spaces in their usual order, then others.
+    labels = {u.space for u, _ in found}
+    spaces = [s for s in COLOR_SPACES if s in labels] + sorted(labels - set(COLOR_SPACES))
+    if args.approach == "finetune" and "color_spaces" not in args.given_layout:
+        args.color_spaces = spaces
+    if args.approach == "head" and "manifests" not in args.given_layout:
+        sources = {}
+        for unit, record in sorted(found, key=lambda pair: spaces.index(pair[0].space)):
+            sources.setdefault(unit.space, record.get("source"))
+        missing = [s for s, path in sources.items() if not path or not Path(path).is_file()]
+        if missing:
+            raise EmoNetError(f"--report_only: the manifest {missing[0]}'s units were made from "
+                              f"({sources[missing[0]] or 'not recorded'}) is not there any more; pass --manifests "
+                              "LABEL=PATH for every space")
+        args.manifests = [f"{s}={path}" for s, path in sources.items()]
+        logger.info("--report_only: the manifests the finished units were made from: %s", ", ".join(args.manifests))
+
+
+def check_not_narrower(args, found, spaces) -> None:
+    """Refuse a report of fewer spaces, heads or repetitions than the finished units of --output_dir into that folder:
+    it would replace the report of the whole (a narrower one goes to another --report_dir)."""
+    if args.report_dir.resolve() != args.output_dir.resolve():
+        return
+    left_out = []
+    for name, have, asked in (("colour spaces", {u.space for u, _ in found}, set(spaces)),
+                              ("heads", {u.head for u, _ in found}, set(args.heads))):
+        if have - asked:
+            left_out.append(f"{name} {', '.join(sorted(have - asked))}")
+    repeats = max((u.repeat for u, _ in found), default=-1) + 1
+    if repeats > args.repeats:
+        left_out.append(f"repetitions {args.repeats}..{repeats - 1}")
+    if left_out:
+        raise EmoNetError(f"{args.output_dir} holds finished units of {'; '.join(left_out)} that this report would leave "
+                          f"out, replacing the report of the whole: run it with those included (--report_only alone "
+                          "reads them from the units), or pass --report_dir OTHER_FOLDER for a narrower report")
 
 
 def adopt_unit_settings(args, units) -> None:
@@ -304,12 +387,15 @@ def report(args, spaces, units, folds, samples, manifests, common) -> None:
     unit_ids = {u: i for i, u in enumerate(sorted({sample_key(s, args.split) for s in samples}))}
     groups = np.array([unit_ids[sample_key(s, args.split)] for s in samples], dtype=np.int64)
     protocol = _protocol(args, units, samples, common)
+    if args.demo:  # the demo's EmoNet has random weights: its zero-shot rows are left out, saying why
+        protocol["demo_zero_shot_median"] = float(np.nanmedian(zero[[c for c in zero if c.startswith(tuple(spaces))]]))
+        zero = None
     sources = {s: unit_source(next(u for u in units if u.space == s).folder(args.output_dir)) for s in spaces}
     result = build_report(preds, zero, spaces, args.heads, args.reference, groups, protocol,
                           sources if manifests is not None else None)
-    write_report(args.output_dir, result, preds, zero)
+    write_report(args.report_dir, result, preds, zero)
     print(summary(result))
-    print(f"report in {args.output_dir}/ (comparison.md: the table; comparison.json: every figure)")
+    print(f"report in {args.report_dir}/ (comparison.md: the table; comparison.json: every figure)")
 
 
 def _protocol(args, units, samples, common) -> dict:
@@ -319,13 +405,15 @@ def _protocol(args, units, samples, common) -> dict:
         fingerprints.setdefault(unit.head, read_fingerprint(unit.folder(args.output_dir)))
     first = fingerprints[DEFAULT_HEAD]
     training, source = first["training"], first["input"]
-    protocol = {"approach": args.approach, "unit": args.split, "folds": args.folds, "seed": args.seed,
+    protocol = {"approach": args.approach, "group_by": args.split, "folds": args.folds, "seed": args.seed,
                 "repeats": args.repeats, "heads": list(args.heads), "bootstrap": args.bootstrap, "reference": args.reference,
                 **{k: training[k] for k in ("inner_val_split", "epochs", "batch_size", "learning_rate", "weight_decay",
                                             "optimizer", "loss_function")},
                 "frames": len(samples), "clips": len({s["clip"] for s in samples}), "torch_version": torch.__version__,
                 "selection": "best mean CCC on an inner validation split of each fold's training units",
                 "demo": bool(args.demo)}
+    if args.report_dir.resolve() != args.output_dir.resolve():  # a report beside its units says where they are
+        protocol["units_folder"] = str(args.output_dir.resolve())
     if args.approach == "head":
         features = source["features"]
         protocol |= {"dropout": training["dropout"], "crop": features.get("crop"),

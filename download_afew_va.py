@@ -24,7 +24,8 @@ SHOWN_PROBLEMS = 10
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--handle", default=KAGGLE_HANDLE,
                         help=f"kagglehub dataset handle, version pinned so a cached copy needs no network (default: {KAGGLE_HANDLE})")

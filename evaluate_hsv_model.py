@@ -30,7 +30,7 @@ from emonet.errors import EmoNetError
 from emonet.evaluation import (SUBSETS, check_results_dir, evaluation_results, leak_warning, selected_on,
                                selection_warning, summary_table, write_evaluation)
 from emonet.features import load_feature_set
-from emonet.heads import HeadPredictor, chosen_sigma, head_kind
+from emonet.heads import HeadPredictor, head_record
 from emonet.finetune import load_frames_for, predict_frames
 from emonet.manifest import read_manifest
 from emonet.splits import selection_side, split_indices
@@ -41,7 +41,8 @@ MODEL_TYPES = {"feature": "feature_head", "full": "emonet", "pretrained": None}
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     parser.add_argument("--model_path", default=None, help="checkpoint of train_emonet_features.py or train_emonet_hsv.py")
     parser.add_argument("--model_type", choices=tuple(MODEL_TYPES), default="feature",
                         help="feature: feature head; full: fine-tuned EmoNet; pretrained: released EmoNet, "
@@ -169,7 +170,7 @@ def main(args):
         "manifest_file": source["manifest_file"], "dataset_root": source["dataset_root"], "subset": args.subset,
         "split": ckpt["split"]["mode"] if ckpt else None, "color_space": source["color_space"], "crop": source["crop"],
         "flip_tta": args.flip_tta,
-        "head": ({"kind": head_kind(ckpt), "sigma": chosen_sigma(ckpt)} if args.model_type == "feature" else None),
+        "head": head_record(ckpt) if args.model_type == "feature" else None,
     }
     check_results_dir(args.output_dir, info, args.overwrite)
     dist = init_distributed(args.device if on_frames else "cpu")

@@ -16,7 +16,8 @@ from emonet.extraction import ExtractionConfig, extract_features
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     add_extraction_arguments(parser, color_space="rgb")
     return parser
 

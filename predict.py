@@ -32,7 +32,8 @@ logger = logging.getLogger("emonet")
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     parser.add_argument("--inputs", nargs="+", required=True, metavar="PATH",
                         help="videos, images and folders of images (each folder: one sequence, sorted by name)")
     parser.add_argument("--model_path", default=None,

@@ -24,7 +24,7 @@ from emonet.errors import EmoNetError
 from emonet.features import HEAD_DEFAULTS, load_feature_set
 from emonet.head_training import DEFAULT_CLIPS_PER_BATCH, HeadUnit, head_config, model_args, train_heads
 from emonet.heads import DEFAULT_HEAD, HEAD_KINDS
-from emonet.manifest import FEATURE_IDENTITY_KEYS, read_manifest
+from emonet.manifest import FEATURE_IDENTITY_KEYS, read_manifest, standard_manifests
 from emonet.splits import make_split, split_indices
 from emonet.training import (RESUME_FIXED_ARGS, check_output_dir, check_resume, load_training_checkpoint,
                              resume_changes)
@@ -34,9 +34,12 @@ OUTPUT_KIND = "features_training"
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--manifest_file", default="features_hsv_manifest.json",
-                        help="manifest written by extraction (default: features_hsv_manifest.json)")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
+    parser.add_argument("--manifest_file", default=None,
+                        help="manifest written by extraction (default: the standard manifest in the working folder, "
+                             "features_manifest.json for rgb, features_hsv_manifest.json for hsv, ..., when there is "
+                             "exactly one; with several, say which)")
     parser.add_argument("--data_root", default=None,
                         help="folder the manifest's paths are relative to (default: the manifest's folder)")
     parser.add_argument("--head", choices=HEAD_KINDS, default=DEFAULT_HEAD,
@@ -65,11 +68,23 @@ def check_head_args(args, parser) -> None:
         raise EmoNetError(f"--dropout {args.dropout}: must be in [0, 1)")
 
 
+def default_manifest(folder: Path) -> Path:
+    """The one standard manifest in `folder`; none or several are refused, naming what is there."""
+    found = standard_manifests(folder)
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if not found:
+        raise EmoNetError(f"no --manifest_file, and {folder} holds none of the standard manifests (features_manifest.json "
+                          "for rgb, features_hsv_manifest.json for hsv, ...): extract features first, or pass --manifest_file")
+    raise EmoNetError(f"{folder} holds several feature manifests ({', '.join(f'{p.name} ({s})' for s, p in found.items())}): "
+                      "pass --manifest_file to say which to train on")
+
+
 def main(args):
     check_training_args(args)
     check_head_args(args, get_args_parser())
     device = resolve_device(args.device)
-    manifest = read_manifest(args.manifest_file)
+    manifest = read_manifest(args.manifest_file or default_manifest(Path.cwd()))
     kind = "" if args.head == DEFAULT_HEAD else f"{args.head}_"
     args.output_dir = str(args.output_dir or f"{manifest.color_space or 'unknown'}_{kind}{OUTPUT_KIND}")
     output_dir = Path(args.output_dir)

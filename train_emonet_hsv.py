@@ -29,7 +29,8 @@ OUTPUT_KIND = "full_training"
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     add_frame_arguments(parser, color_space="hsv")
     parser.add_argument("--data_root", default=None,
                         help="the seed's flag: a folder holding AFEW-VA/ (or the clip folders), used when neither "

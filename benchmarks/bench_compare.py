@@ -38,7 +38,8 @@ TARGET_RATIO = 2.0
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     parser.add_argument("--labels", default=str(ROOT.parent / "shared/reference/afew_va_labels.json"),
                         help="afew_va_labels.json (default: ../shared/reference/afew_va_labels.json)")
     parser.add_argument("--spaces", type=int, default=4, help="colour spaces, 2 to 4 (default: 4)")

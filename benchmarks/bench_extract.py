@@ -59,7 +59,8 @@ CONV_CALLS_TIMED = 5  # calls of each convolution in (d); the fastest counts, so
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     parser.add_argument("--clips", type=int, default=6, help="synthetic clips (default: 6)")
     parser.add_argument("--frames_per_clip", type=int, default=16, help="frames per clip (default: 16)")
     parser.add_argument("--batch_size", type=int, default=32,

@@ -29,7 +29,8 @@ FRAMES_PER_CLIP = 8
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     parser.add_argument("--frames", type=int, default=32, help="training frames per timed epoch (default: 32)")
     parser.add_argument("--batch_size", type=int, default=8, help="batch size (default: 8)")
     parser.add_argument("--num_workers", type=int, default=None,

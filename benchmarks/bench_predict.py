@@ -37,7 +37,8 @@ TARGET_SHARE = 0.15
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     parser.add_argument("--frames", type=int, default=48, help="frames of the video (default: 48)")
     parser.add_argument("--face", type=int, default=200, help="face size in pixels (default: 200)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds, medians reported (default: 3)")

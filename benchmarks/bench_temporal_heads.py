@@ -50,7 +50,8 @@ CANDIDATES = ("frame", "smooth", "tcn48", "tcn64", "tcn128", "bigru")
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     parser.add_argument("--labels", default=str(ROOT.parent / "shared/reference/afew_va_labels.json"),
                         help="afew_va_labels.json (default: ../shared/reference/afew_va_labels.json)")
     parser.add_argument("--noise", type=float, default=4.0, help="per-frame noise sd, signal = 1 (default: 4)")

@@ -39,7 +39,8 @@ TEMPORAL_TARGET = 2.0
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
     parser.add_argument("--labels", default=str(Path(__file__).resolve().parents[2] / "shared/reference/afew_va_labels.json"),
                         help="afew_va_labels.json (default: ../shared/reference/afew_va_labels.json)")
     parser.add_argument("--epochs", type=int, default=50, help="epochs (default: 50)")

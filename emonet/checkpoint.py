@@ -23,6 +23,8 @@ MODEL_KEY = "model"
 _LAST_LAYER = "emo_fc_2.3.weight"
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_LISTED = 8
+# Files that are never checkpoints, named as such when passed as one (a manifest given as --model_path, say).
+TEXT_SUFFIXES = (".json", ".csv", ".txt", ".md")
 
 
 def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> object:
@@ -35,6 +37,11 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> object:
         raise CheckpointError(f"{path}: file not found.{hint}")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
+    with open(path, "rb") as f:
+        magic = f.read(4)
+    if magic[:1] in (b"{", b"[") or path.suffix.lower() in TEXT_SUFFIXES:
+        raise CheckpointError(f"{path}: not a checkpoint, this is a {path.suffix.lstrip('.').upper() or 'text'} file (a "
+                              "feature manifest or a results file?); pass a .pth written by a training script")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several unrelated types here; classify by content
@@ -44,8 +51,6 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> object:
                 f"{path}: refused, the file contains Python objects that need code to load "
                 "(only tensors and plain containers are loaded, weights_only=True); re-save it as a state dict"
             ) from None
-        with open(path, "rb") as f:
-            magic = f.read(4)
         if magic == _ZIP_MAGIC:  # PyTorch's own message here is the zip reader's internals: not useful to a user
             raise CheckpointError(f"{path}: the file is truncated or corrupt (an interrupted download or copy?); "
                                   "download or save it again") from None

@@ -26,11 +26,11 @@ array give the same report bit for bit.
 import hashlib
 import json
 import logging
+import multiprocessing
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor, as_completed
+import signal
 from dataclasses import dataclass
-from multiprocessing import get_context
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -49,8 +49,9 @@ from .finetune import FINETUNE_FIXED_ARGS, finetune_emonet, predict_frames
 from .head_training import HEAD_THREADS, HeadUnit, head_config, intra_op_threads, model_args, train_heads
 from .heads import DEFAULT_HEAD, HeadPredictor
 from .io import write_json, write_text
-from .manifest import FEATURE_IDENTITY_KEYS, Manifest, default_feature_paths, read_manifest
+from .manifest import FEATURE_IDENTITY_KEYS, Manifest, read_manifest, standard_manifests
 from .splits import assign_folds, sample_key, split_indices, split_with_inner
+from .text import number
 from .training import RESUME_FIXED_ARGS, load_training_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -121,15 +122,18 @@ def parse_only(value: str, spaces: list[str], heads: list[str], folds: int, repe
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------
-def parse_manifest_args(values: list[str] | None, folder: Path, known_spaces: tuple[str, ...]) -> dict[str, Path]:
-    """`LABEL=PATH` pairs; without any, the standard manifest of every colour space found in `folder`."""
+def parse_manifest_args(values: list[str] | None, folder: Path, several_heads: bool) -> dict[str, Path]:
+    """`LABEL=PATH` pairs; without any, the standard manifest of every colour space found in `folder`. A comparison
+    needs two colour spaces, or one with several heads (each compared with the frame head)."""
+    what = "two colour spaces or more, or one colour space with several heads (--heads frame smooth temporal)"
     if not values:
-        found = {s: folder / default_feature_paths(s)[1] for s in known_spaces}
-        found = {s: p for s, p in found.items() if p.is_file()}
-        if len(found) < 2:
-            raise EmoNetError(f"--manifests: need two colour spaces or more; found {', '.join(found) or 'none'} of the "
+        found = standard_manifests(folder)
+        if len(found) < (1 if several_heads else 2):
+            raise EmoNetError(f"--manifests: a comparison needs {what}; found {', '.join(found) or 'none'} of the "
                               f"standard manifests in {folder} (features_manifest.json, features_hsv_manifest.json, ...); "
                               "extract the features of each space first, or pass LABEL=PATH pairs")
+        logger.info("no --manifests: comparing the standard manifests found in %s: %s", folder,
+                    ", ".join(f"{s}={p.name}" for s, p in found.items()))
         return found
     out: dict[str, Path] = {}
     for value in values:
@@ -141,8 +145,10 @@ def parse_manifest_args(values: list[str] | None, folder: Path, known_spaces: tu
         if not re.fullmatch(r"[A-Za-z0-9_-]+", label):
             raise EmoNetError(f"--manifests {value!r}: a label is letters, digits, - and _ (it names folders and columns)")
         out[label] = Path(path)
-    if len(out) < 2:
-        raise EmoNetError("--manifests: a comparison needs two colour spaces or more")
+    if len(out) < 2 and not several_heads:
+        raise EmoNetError(f"--manifests: a comparison needs {what}: add another space's manifest (e.g. "
+                          f"hsv=features_hsv_manifest.json), or compare heads on {next(iter(out))} with --heads frame "
+                          "smooth temporal")
     return out
 
 
@@ -242,11 +248,16 @@ def read_manifests(paths: dict[str, Path]) -> dict[str, Manifest]:
 
 
 # -- folds -------------------------------------------------------------------------------------------------------
-def make_folds(samples: list[dict], unit: str, folds: int, seed: int, repeats: int = 1) -> dict:
-    """The folds shared by every colour space and head: `{"unit", "seed", "folds": repetition 0's partition,
-    "repeats": [{"seed": seed + r, "folds": [[ids of fold 0], ...]}, ...]}`."""
-    drawn = [{"seed": seed + r, "folds": assign_folds(samples, unit, folds, seed + r)} for r in range(repeats)]
-    return {"unit": unit, "seed": seed, "folds": drawn[0]["folds"], "repeats": drawn}
+def make_folds(samples: list[dict], group_by: str, folds: int, seed: int, repeats: int = 1) -> dict:
+    """The folds shared by every colour space and head: `{"group_by": clip or actor (what a fold keeps whole),
+    "seed", "folds": repetition 0's partition, "repeats": [{"seed": seed + r, "folds": [[ids of fold 0], ...]}, ...]}`."""
+    drawn = [{"seed": seed + r, "folds": assign_folds(samples, group_by, folds, seed + r)} for r in range(repeats)]
+    return {"group_by": group_by, "seed": seed, "folds": drawn[0]["folds"], "repeats": drawn}
+
+
+def grouping(folds: dict) -> str:
+    """What the folds keep whole (clip or actor); folds.json of earlier versions called it `unit`."""
+    return folds.get("group_by") or folds["unit"]
 
 
 def claim_folds(output_dir: Path, folds: dict, write: bool) -> dict:
@@ -257,9 +268,9 @@ def claim_folds(output_dir: Path, folds: dict, write: bool) -> dict:
         stored = json.loads(path.read_text())
         stored_repeats = stored.get("repeats") or [{"seed": stored.get("seed"), "folds": stored.get("folds")}]
         shared = min(len(stored_repeats), len(folds["repeats"]))
-        if ({k: stored.get(k) for k in ("unit", "seed", "folds")} != {k: folds[k] for k in ("unit", "seed", "folds")}
+        if ((grouping(stored), stored.get("seed"), stored.get("folds")) != (grouping(folds), folds["seed"], folds["folds"])
                 or stored_repeats[:shared] != folds["repeats"][:shared]):
-            raise EmoNetError(f"{path} holds other folds (another frame list, unit, --folds or --seed): {output_dir} "
+            raise EmoNetError(f"{path} holds other folds (another frame list, --split, --folds or --seed): {output_dir} "
                               "belongs to another comparison; choose another --output_dir")
         if len(stored_repeats) >= len(folds["repeats"]):
             return {**folds, "repeats": stored_repeats}
@@ -272,14 +283,14 @@ def unit_split(folds: dict, unit: Unit, inner_val_split: float) -> dict:
     """The split of a unit: the other folds of its repetition train (less the inner validation units)."""
     repetition = folds["repeats"][unit.repeat]
     train = sorted(u for j, fold in enumerate(repetition["folds"]) if j != unit.fold for u in fold)
-    return split_with_inner(folds["unit"], repetition["seed"], train, repetition["folds"][unit.fold], inner_val_split,
+    return split_with_inner(grouping(folds), repetition["seed"], train, repetition["folds"][unit.fold], inner_val_split,
                             val_split=None, folds=len(repetition["folds"]), fold=unit.fold)
 
 
 def unit_args(args, folds: dict, unit: Unit, names: tuple[str, ...]) -> SimpleNamespace:
     """The training flags of a unit, as the training script would hold them (its checkpoints resume there too)."""
     values = {n: getattr(args, n) for n in names if hasattr(args, n)}
-    values.update(split=folds["unit"], val_split=None, folds=len(folds["folds"]), fold=unit.fold,
+    values.update(split=grouping(folds), val_split=None, folds=len(folds["folds"]), fold=unit.fold,
                   seed=args.seed + unit.repeat, head=unit.head, save_freq=args.save_freq, no_progress=args.no_progress)
     if unit.head != "temporal":
         values["clips_per_batch"] = None
@@ -380,6 +391,21 @@ def unit_source(folder: Path) -> str | None:
     return _unit_record(folder).get("source")
 
 
+def finished_units(output_dir: Path) -> list[tuple[Unit, dict]]:
+    """Every finished unit of a comparison folder, as (unit, its unit.json), identified by what it recorded (its
+    space, head, repetition and fold), in unit order."""
+    found = []
+    for marker in output_dir.rglob(UNIT_FILE) if output_dir.is_dir() else ():
+        record = json.loads(marker.read_text())
+        fp = record.get("fingerprint", {})
+        if "head" not in fp:  # an earlier version's unit: refused, in words, when it is checked
+            continue
+        unit = Unit(fp["repeat"], fp["space"], fp["head"]["kind"], fp["split"]["fold"])
+        if unit.folder(output_dir) == marker.parent:
+            found.append((unit, record))
+    return sorted(found, key=lambda pair: pair[0])
+
+
 def _finish_unit(folder: Path, samples: list[dict], pred: np.ndarray, zero_shot: np.ndarray | None,
                  fp: dict, source_path: str | None) -> None:
     zero = zero_shot if zero_shot is not None else np.full((len(samples), 2), np.nan)
@@ -396,7 +422,7 @@ def _done(state: str, best: dict, held_out: int) -> str:
     action = {"new": "trained", "resume": "resumed and trained", "predict": "predicted"}[state]
     sigma = best["history"][best["best_epoch"] - 1].get("sigma")
     return (f"{action}: epoch {best['best_epoch']}{f' and sigma {sigma:g}' if sigma is not None else ''} chosen "
-            f"(inner-validation mean CCC {best['best_metric']:.3f}), {held_out} held-out frames predicted")
+            f"(inner-validation mean CCC {number(best['best_metric'])}), {held_out} held-out frames predicted")
 
 
 # -- head units --------------------------------------------------------------------------------------------------
@@ -464,6 +490,8 @@ def _train_item(item: list[tuple[Unit, str, dict | None]], progress: bool = Fals
 
 
 def _init_worker() -> None:
+    # Ctrl-C is the main process's to handle: it ends the workers itself (see `_run_items`).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(HEAD_THREADS)
 
 
@@ -499,17 +527,48 @@ def run_head_units(comparison: HeadComparison, units: list[Unit], workers: int, 
             for item in items:
                 lines.update(_train_item(item, progress))
         else:
-            context = get_context("fork")  # the workers inherit the features instead of receiving a copy
-            bar = tqdm(total=len(todo), unit="unit", desc="units", disable=not progress)
-            with ProcessPoolExecutor(min(workers, len(items)), mp_context=context, initializer=_init_worker) as pool, bar:
-                futures = [pool.submit(_train_item, item) for item in items]
-                for future in as_completed(futures):
-                    done = future.result()
+            with tqdm(total=len(todo), unit="unit", desc="units", disable=not progress) as bar:
+                def finished(done: list[tuple[str, str]]) -> None:
                     lines.update(done)
                     bar.update(len(done))
+
+                _run_items(items, min(workers, len(items)), finished)
     finally:
         _SHARED = None
     return [f"{u.label} {lines[u.label]}" for u in units]
+
+
+def _run_items(items: list, workers: int, finished) -> None:
+    """Train `items` in `workers` forked processes, calling `finished` with what `_train_item` returns for each item
+    as it finishes.
+
+    Ctrl-C: the first says so at once and ends the workers (the units in flight stop where they are: each resumes
+    from its last.pth, and every finished unit is kept); a second, while they are being ended, kills them and exits.
+    """
+    context = multiprocessing.get_context("fork")  # the workers inherit the features instead of receiving a copy
+    pool = context.Pool(workers, initializer=_init_worker)
+    try:
+        for done in pool.imap_unordered(_train_item, items):
+            finished(done)
+        pool.close()
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            logger.warning("stopping: ending the units in flight (finished units are kept; a second Ctrl-C aborts at once)")
+        previous = signal.signal(signal.SIGINT, _abort)
+        try:
+            pool.terminate()
+        finally:
+            signal.signal(signal.SIGINT, previous)
+        raise
+    finally:
+        pool.join()
+
+
+def _abort(signum, frame) -> None:
+    """A second Ctrl-C while the workers are being ended: kill them and leave at once."""
+    for child in multiprocessing.active_children():
+        child.kill()
+    os._exit(130)
 
 
 # -- fine-tuning units -------------------------------------------------------------------------------------------
@@ -582,7 +641,7 @@ def collect_predictions(output_dir: Path, units: list[Unit], folds: dict, sample
     base = pd.DataFrame({"clip": [s["clip"] for s in samples], "frame": [s["frame"] for s in samples],
                          "valence_true": [float(s["valence"]) for s in samples],
                          "arousal_true": [float(s["arousal"]) for s in samples]})
-    unit_key = [sample_key(s, folds["unit"]) for s in samples]
+    unit_key = [sample_key(s, grouping(folds)) for s in samples]
     model = []
     for r in range(repeats):
         fold_of = {u: k for k, fold in enumerate(folds["repeats"][r]["folds"]) for u in fold}

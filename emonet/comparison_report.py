@@ -5,8 +5,17 @@ SAGR per fold, their mean and sample sd over folds, and pooled over all out-of-f
 CI from a bootstrap that resamples clips (actors with the actor split), on repetition 0. Against the
 reference space (same head) and against the frame head (same space): the pooled CCC difference with its CI
 and two-sided p-value from the same paired draws (`bootstrap.py`), and the per-fold differences. With
-repetitions (R > 1): each repetition's pooled figures and their mean, and the corrected resampled t-test of
-the R x K per-fold differences (`cv_statistics.py`), which the report leads with.
+repetitions (R > 1): each repetition's pooled figures and folds, and the corrected resampled t-test of the
+R x K per-fold differences (`cv_statistics.py`).
+
+Every row leads with one headline figure and its differences, computed so that they add up on the page (a
+difference is exactly the difference of the two headline CCCs beside it), and the statistic is named
+wherever a figure is printed:
+- one repetition: the pooled CCC with its clip-bootstrap CI; a difference is the difference of two pooled
+  CCCs, with the paired bootstrap's CI and p;
+- R > 1: the mean of the R x K fold CCCs with its corrected-t CI; a difference is the mean of the R x K
+  per-fold differences (= the difference of the two means), with the corrected resampled t-test's CI and p.
+The other figures (repetition 0's pooled values and bootstrap, the folds) follow, labelled as what they are.
 
 Written as comparison.json (for tools), comparison.csv (long format), comparison.md (the table for a paper,
 the protocol under it) and comparison.png.
@@ -30,13 +39,25 @@ if TYPE_CHECKING:
 DIMENSIONS = ("valence", "arousal")
 HEAD_COLOURS = {"frame": "tab:blue", "smooth": "tab:orange", "temporal": "tab:green"}
 ZERO_SHOT_COLOUR = "darkgray"
+CORRECTED_T = "corrected resampled t-test"
 DEMO_NOTE = ("DEMO: random (deterministic) EmoNet weights and a synthetic sample of one face, made brighter with "
              "valence and warmer in colour with arousal (a planted signal, so that training has something to find); "
              "the numbers show what a real comparison writes and how to read it, and say nothing about real faces")
 
 
+def demo_zero_shot_note(protocol: dict) -> str:
+    """Why a demo report has no zero-shot rows: EmoNet's own outputs there come from the random stand-in weights."""
+    return ("EmoNet zero-shot is left out of the demo: with random stand-in weights its outputs (median "
+            f"{number(protocol['demo_zero_shot_median'], 1)} on the label scale [-10, 10]) are noise, not a baseline")
+
+
 def column(space: str, head: str) -> str:
     return space if head == DEFAULT_HEAD else f"{space}_{head}"
+
+
+def bootstrap_name(protocol: dict) -> str:
+    """The bootstrap's name as the report prints it: what it resamples."""
+    return f"{protocol['group_by']} bootstrap"
 
 
 def _metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
@@ -53,70 +74,95 @@ def _pooled(frame: pd.DataFrame, col: str) -> dict:
     return {d: _metrics(frame[f"{d}_true"].to_numpy(), frame[f"{col}_{d}"].to_numpy()) for d in DIMENSIONS}
 
 
-def _score(frame: pd.DataFrame, col: str, groups: np.ndarray, n_groups: int, counts: np.ndarray) -> tuple[dict, dict]:
-    """Per-fold, fold mean/sd and pooled metrics (with bootstrap CIs) of one column's predictions in `frame`; also
-    the CCC of every bootstrap draw per dimension, for paired differences."""
-    result = {"folds": _folds(frame, col), "fold_mean": {}, "fold_sd": {}, "pooled": {}}
+def _score(preds: list[pd.DataFrame], col: str, groups: np.ndarray, n_groups: int, counts: np.ndarray,
+           statistic: str) -> tuple[dict, dict]:
+    """Everything the report says of one column's predictions (a space and head, or zero-shot): repetition 0's
+    folds, fold mean/sd and pooled metrics (with bootstrap CIs); with repetitions each repetition's; and the
+    headline CCC per dimension. Also the CCC of every bootstrap draw per dimension, for paired differences."""
+    result = {"folds": _folds(preds[0], col), "fold_mean": {}, "fold_sd": {}, "pooled": {}}
     draws = {}
     for d in DIMENSIONS:
         per_fold = pd.DataFrame([f[d] for f in result["folds"]])
         result["fold_mean"][d] = {m: float(per_fold[m].mean()) for m in BOOTSTRAP_METRICS}
         result["fold_sd"][d] = {m: float(per_fold[m].std(ddof=1)) if len(per_fold) > 1 else 0.0 for m in BOOTSTRAP_METRICS}
-        truth, pred = frame[f"{d}_true"].to_numpy(), frame[f"{col}_{d}"].to_numpy()
+        truth, pred = preds[0][f"{d}_true"].to_numpy(), preds[0][f"{col}_{d}"].to_numpy()
         boot = resample(group_sums(groups, n_groups, truth, pred), counts)
         result["pooled"][d] = {**_metrics(truth, pred), **{f"{m}_ci": interval(boot[m]) for m in BOOTSTRAP_METRICS}}
         draws[d] = boot["CCC"]
+    if len(preds) > 1:
+        result["repeats"] = [{"repeat": r, "pooled": _pooled(p, col), "folds": _folds(p, col) if r else result["folds"]}
+                             for r, p in enumerate(preds)]
+    result["headline"] = {d: _headline_ccc(result, d, statistic) for d in DIMENSIONS}
     return result, draws
 
 
-def _difference(a: dict, b: dict, draws_a: dict, draws_b: dict, folds_a: list[list[dict]], folds_b: list[list[dict]]) -> dict:
-    """a - b per dimension: the pooled CCC difference of repetition 0 with its paired-bootstrap CI and p, the
-    per-fold differences, and with repetitions the corrected resampled t-test of all R x K fold differences."""
+def _fold_cccs(block: dict, d: str) -> list[list[float]]:
+    """Every repetition's fold CCCs of a block (repetition 0's alone without repetitions)."""
+    repeats = block.get("repeats") or [{"folds": block["folds"]}]
+    return [[f[d]["CCC"] for f in r["folds"]] for r in repeats]
+
+
+def _headline_ccc(block: dict, d: str, statistic: str) -> dict:
+    """The CCC a row leads with (see the module docstring), its CI and the statistic that made them."""
+    if statistic == CORRECTED_T:
+        t = corrected_resampled_ttest(_fold_cccs(block, d))
+        return {"statistic": statistic, "CCC": t["mean"], "CCC_ci": t["ci"]}
+    return {"statistic": statistic, "CCC": block["pooled"][d]["CCC"], "CCC_ci": block["pooled"][d]["CCC_ci"]}
+
+
+def _difference(a: dict, b: dict, draws_a: dict, draws_b: dict, statistic: str) -> dict:
+    """a - b per dimension, led by the headline statistic (`statistic`, `CCC_diff` = the difference of the two
+    rows' headline CCCs, `CCC_diff_ci`, `p_value`); then repetition 0's per-fold differences, the paired clip
+    bootstrap of repetition 0's pooled CCCs (`bootstrap`) and, with repetitions, the corrected resampled t-test of
+    all R x K fold differences (`corrected_t`)."""
     out = {}
     for d in DIMENSIONS:
         diffs = draws_a[d] - draws_b[d]
-        per_repeat = [[x[d]["CCC"] - y[d]["CCC"] for x, y in zip(fa, fb, strict=True)] for fa, fb in zip(folds_a, folds_b, strict=True)]
-        out[d] = {"CCC_diff": a["pooled"][d]["CCC"] - b["pooled"][d]["CCC"], "CCC_diff_ci": interval(diffs),
-                  "p_value": p_value(diffs), "fold_diffs": per_repeat[0]}
-        if len(per_repeat) > 1:
-            out[d]["repeated"] = corrected_resampled_ttest(per_repeat)
+        per_repeat = [[x - y for x, y in zip(fa, fb, strict=True)]
+                      for fa, fb in zip(_fold_cccs(a, d), _fold_cccs(b, d), strict=True)]
+        bootstrap = {"repeat": 0, "CCC_diff": a["pooled"][d]["CCC"] - b["pooled"][d]["CCC"], "CCC_diff_ci": interval(diffs),
+                     "p_value": p_value(diffs)}
+        if statistic == CORRECTED_T:
+            t = corrected_resampled_ttest(per_repeat)
+            lead = {"CCC_diff": a["headline"][d]["CCC"] - b["headline"][d]["CCC"], "CCC_diff_ci": t["ci"],
+                    "p_value": t["p_value"]}
+        else:
+            t, lead = None, {k: bootstrap[k] for k in ("CCC_diff", "CCC_diff_ci", "p_value")}
+        out[d] = {"statistic": statistic, **lead, "fold_diffs": per_repeat[0], "bootstrap": bootstrap}
+        if t is not None:
+            out[d]["corrected_t"] = t
     return out
 
 
-def build_report(preds: list[pd.DataFrame], zero: pd.DataFrame, spaces: list[str], heads: list[str], reference: str,
-                 groups: np.ndarray, protocol: dict, manifests: dict[str, str] | None) -> dict:
-    """comparison.json's content. `preds`: one frame per repetition (`comparison.collect_predictions`), `groups`:
-    the bootstrap unit (clip or actor index) of each row. The bootstrap runs on repetition 0."""
+def build_report(preds: list[pd.DataFrame], zero: pd.DataFrame | None, spaces: list[str], heads: list[str],
+                 reference: str, groups: np.ndarray, protocol: dict, manifests: dict[str, str] | None) -> dict:
+    """comparison.json's content. `preds`: one frame per repetition (`comparison.collect_predictions`); `zero`:
+    EmoNet's zero-shot predictions (None: no zero-shot rows, as in the demo); `groups`: the bootstrap unit (clip
+    or actor index) of each row. The bootstrap runs on repetition 0."""
     n_groups = int(groups.max()) + 1
     counts = draw_counts(n_groups, protocol["bootstrap"], protocol["seed"])
-    repeats = len(preds)
-    scored, draws, folds = {}, {}, {}
+    statistic = CORRECTED_T if len(preds) > 1 else bootstrap_name(protocol)
+    scored, draws = {}, {}
     for head in heads:
         for space in spaces:
-            col = column(space, head)
-            scored[head, space], draws[head, space] = _score(preds[0], col, groups, n_groups, counts)
-            folds[head, space] = [scored[head, space]["folds"]] + [_folds(p, col) for p in preds[1:]]
-            if repeats > 1:
-                per_repeat = [{"repeat": r, "seed": protocol["seed"] + r, "pooled": _pooled(p, col),
-                               "folds": folds[head, space][r]} for r, p in enumerate(preds)]
-                scored[head, space]["repeats"] = per_repeat
-                scored[head, space]["repeats_mean"] = {
-                    d: {m: float(np.mean([x["pooled"][d][m] for x in per_repeat])) for m in BOOTSTRAP_METRICS}
-                    for d in DIMENSIONS}
+            scored[head, space], draws[head, space] = _score(preds, column(space, head), groups, n_groups, counts, statistic)
     report = {"protocol": protocol, "color_spaces": {}}
     for space in spaces:
         entries = {}
         for head in heads:
             entry = dict(scored[head, space])
             entry["vs_reference"] = None if space == reference else _difference(
-                entry, scored[head, reference], draws[head, space], draws[head, reference], folds[head, space],
-                folds[head, reference])
+                entry, scored[head, reference], draws[head, space], draws[head, reference], statistic)
             if head != DEFAULT_HEAD:
                 entry["vs_frame"] = _difference(entry, scored[DEFAULT_HEAD, space], draws[head, space],
-                                                draws[DEFAULT_HEAD, space], folds[head, space], folds[DEFAULT_HEAD, space])
+                                                draws[DEFAULT_HEAD, space], statistic)
             entries[head] = entry
-        has_zero = zero[[f"{space}_{d}" for d in DIMENSIONS]].notna().all().all()
-        zero_shot = _score(zero, space, groups, n_groups, counts)[0] if has_zero else None
+        zero_shot = None
+        if zero is not None and zero[[f"{space}_{d}" for d in DIMENSIONS]].notna().all().all():
+            # EmoNet's output does not depend on the repetition; its folds do: score it on each repetition's folds.
+            zero_preds = [zero.assign(fold=p["fold"].to_numpy()) for p in preds]
+            zero_shot = _score(zero_preds, space, groups, n_groups, counts, statistic)[0]
+            zero_shot.pop("repeats", None)
         report["color_spaces"][space] = {"manifest": (manifests or {}).get(space), **entries[DEFAULT_HEAD],
                                          "zero_shot": zero_shot, "heads": entries}
     return report
@@ -128,41 +174,62 @@ def _model_name(protocol: dict, head: str) -> str:
 
 
 def report_table(report: dict) -> pd.DataFrame:
-    """comparison.csv: one row per space, head, model, repetition, fold (or "pooled"), dimension and metric.
-    `model` is trained, zero_shot, trained_minus_<reference> or trained_minus_frame."""
+    """comparison.csv: one row per space, head, model, repetition, fold (or "pooled", "headline", "all folds"),
+    dimension and metric, with the statistic that made the figure where one did (`statistic`). `model` is
+    trained, zero_shot, trained_minus_<reference> or trained_minus_frame."""
     rows = []
     ref = report["protocol"]["reference"]
+    boot = bootstrap_name(report["protocol"])
 
-    def block_rows(space, head, model, block, repeat=0):
+    def add(space, head, model, repeat, fold, d, metric, value, statistic=""):
+        rows.append((space, head, model, repeat, fold, d, metric, value, statistic))
+
+    def block_rows(space, head, model, block):
+        for d in DIMENSIONS:
+            h = block["headline"][d]
+            add(space, head, model, "all", "headline", d, "CCC", h["CCC"], h["statistic"])
+            add(space, head, model, "all", "headline", d, "CCC_ci_low", h["CCC_ci"][0], h["statistic"])
+            add(space, head, model, "all", "headline", d, "CCC_ci_high", h["CCC_ci"][1], h["statistic"])
         for fold in block["folds"]:
-            rows.extend((space, head, model, repeat, str(fold["fold"]), d, m, v) for d in DIMENSIONS for m, v in fold[d].items())
+            for d in DIMENSIONS:
+                for m, v in fold[d].items():
+                    add(space, head, model, 0, str(fold["fold"]), d, m, v)
         for d in DIMENSIONS:
             for m, v in block["pooled"][d].items():
                 if m.endswith("_ci"):
-                    rows.extend([(space, head, model, repeat, "pooled", d, f"{m}_low", v[0]),
-                                 (space, head, model, repeat, "pooled", d, f"{m}_high", v[1])])
+                    add(space, head, model, 0, "pooled", d, f"{m}_low", v[0], boot)
+                    add(space, head, model, 0, "pooled", d, f"{m}_high", v[1], boot)
                 else:
-                    rows.append((space, head, model, repeat, "pooled", d, m, v))
+                    add(space, head, model, 0, "pooled", d, m, v)
         for entry in block.get("repeats", [])[1:]:  # repetition 0 is above
-            rows.extend((space, head, model, entry["repeat"], "pooled", d, m, v)
-                        for d in DIMENSIONS for m, v in entry["pooled"][d].items())
-            rows.extend((space, head, model, entry["repeat"], str(f["fold"]), d, m, v)
-                        for f in entry["folds"] for d in DIMENSIONS for m, v in f[d].items())
+            for d in DIMENSIONS:
+                for m, v in entry["pooled"][d].items():
+                    add(space, head, model, entry["repeat"], "pooled", d, m, v)
+                for f in entry["folds"]:
+                    for m, v in f[d].items():
+                        add(space, head, model, entry["repeat"], str(f["fold"]), d, m, v)
 
     def diff_rows(space, head, model, diffs):
         for d, diff in (diffs or {}).items():
-            rows.extend((space, head, model, 0, str(k), d, "CCC_diff", v) for k, v in enumerate(diff["fold_diffs"]))
-            rows.extend([(space, head, model, 0, "pooled", d, "CCC_diff", diff["CCC_diff"]),
-                         (space, head, model, 0, "pooled", d, "CCC_diff_ci_low", diff["CCC_diff_ci"][0]),
-                         (space, head, model, 0, "pooled", d, "CCC_diff_ci_high", diff["CCC_diff_ci"][1]),
-                         (space, head, model, 0, "pooled", d, "p_value", diff["p_value"])])
-            t = diff.get("repeated")
+            stat = diff["statistic"]
+            for name in ("CCC_diff", "p_value"):
+                add(space, head, model, "all", "headline", d, name, diff[name], stat)
+            add(space, head, model, "all", "headline", d, "CCC_diff_ci_low", diff["CCC_diff_ci"][0], stat)
+            add(space, head, model, "all", "headline", d, "CCC_diff_ci_high", diff["CCC_diff_ci"][1], stat)
+            b = diff["bootstrap"]
+            add(space, head, model, 0, "pooled", d, "CCC_diff", b["CCC_diff"], boot)
+            add(space, head, model, 0, "pooled", d, "CCC_diff_ci_low", b["CCC_diff_ci"][0], boot)
+            add(space, head, model, 0, "pooled", d, "CCC_diff_ci_high", b["CCC_diff_ci"][1], boot)
+            add(space, head, model, 0, "pooled", d, "p_value", b["p_value"], boot)
+            t = diff.get("corrected_t")
+            per_repeat = t["fold_diffs"] if t else [diff["fold_diffs"]]
+            for r, per in enumerate(per_repeat):
+                for k, v in enumerate(per):
+                    add(space, head, model, r, str(k), d, "CCC_diff", v)
             if t:
-                rows.extend((space, head, model, r, str(k), d, "CCC_diff", v)
-                            for r, per in enumerate(t["fold_diffs"]) if r for k, v in enumerate(per))
-                rows.extend((space, head, model, "all", "repeated", d, name, value) for name, value in
-                            (("CCC_diff_mean", t["mean"]), ("ci_low", t["ci"][0]), ("ci_high", t["ci"][1]),
-                             ("t", t["t"]), ("df", t["df"]), ("p_value", t["p_value"])))
+                for name, value in (("CCC_diff", t["mean"]), ("CCC_diff_ci_low", t["ci"][0]), ("CCC_diff_ci_high", t["ci"][1]),
+                                    ("t", t["t"]), ("df", t["df"]), ("p_value", t["p_value"])):
+                    add(space, head, model, "all", "all folds", d, name, value, CORRECTED_T)
 
     for space, entry in report["color_spaces"].items():
         for head, block in entry["heads"].items():
@@ -171,7 +238,8 @@ def report_table(report: dict) -> pd.DataFrame:
             diff_rows(space, head, "trained_minus_frame", block.get("vs_frame"))
         if entry["zero_shot"] is not None:
             block_rows(space, "", "zero_shot", entry["zero_shot"])
-    return pd.DataFrame(rows, columns=["space", "head", "model", "repeat", "fold", "dimension", "metric", "value"])
+    return pd.DataFrame(rows, columns=["space", "head", "model", "repeat", "fold", "dimension", "metric", "value",
+                                       "statistic"])
 
 
 def _ci(value: float, ci: list[float], sign: bool = False) -> str:
@@ -200,6 +268,11 @@ def _head_text(protocol: dict) -> str:
     return "; ".join(parts)
 
 
+def _spaces_text(report: dict) -> str:
+    spaces = list(report["color_spaces"])
+    return f"colour space {spaces[0]}" if len(spaces) == 1 else "every colour space"
+
+
 def protocol_text(report: dict) -> str:
     p = report["protocol"]
     trained = (_head_text(p) if p["approach"] == "head"
@@ -210,27 +283,35 @@ def protocol_text(report: dict) -> str:
     crop = f"{p['crop']} crop" if p.get("crop") else "crop not recorded in the manifests"
     checkpoint = f"sha256 {p['pretrained_sha256'][:12]}..." if p.get("pretrained_sha256") else "not recorded in the manifests"
     repeats = p.get("repeats", 1)
-    comparisons = (len(report["color_spaces"]) - 1) * len(p.get("heads", [DEFAULT_HEAD]))
+    spaces, heads = len(report["color_spaces"]), len(p.get("heads", [DEFAULT_HEAD]))
+    comparisons = (spaces - 1) * heads + spaces * (heads - 1)
+    against = " and ".join(x for x in ((f"{p['reference']} (same head)" if spaces > 1 else ""),
+                                       ("the frame head (same space)" if heads > 1 else "")) if x)
     text = (
         f"{p['frames']:,} frames of {p['clips']:,} AFEW-VA clips, {crop}"
         + (f" (restricted to the frames every space has: dropped {', '.join(f'{v} of {k}' for k, v in dropped.items())})"
            if dropped else "")
-        + f". {p['folds']}-fold group cross-validation by {p['unit']} (folds fixed by seed {p['seed']}, identical for "
-        f"every colour space and head)"
+        + f". {p['folds']}-fold group cross-validation by {p['group_by']} (folds fixed by seed {p['seed']}, identical for "
+        f"{_spaces_text(report)} and every head)"
         + (f", repeated {repeats} times with seeds {p['seed']} to {p['seed'] + repeats - 1} (each repetition draws its "
            "own folds, inner splits, initialisations and orders)" if repeats > 1 else "")
         + f". In each fold, {trained} was trained on the other {p['folds'] - 1} folds for {p['epochs']} "
         f"epochs ({p['optimizer']}, learning rate {p['learning_rate']:g}, batch {p['batch_size']}, "
         f"{p['loss_function']} loss, weight decay {p['weight_decay']:g}); the epoch with the best mean CCC on an inner "
-        f"validation split of {p['inner_val_split']:g} of the training {p['unit']}s was kept, and the held-out fold was "
-        f"predicted once. Metrics on the raw label scale [-10, 10]. Pooled values are over all out-of-fold predictions, "
-        f"with {CI_LEVEL:.0%} percentile intervals from {p['bootstrap']} bootstrap resamples of {p['unit']}s (seed {p['seed']}"
-        f"{', repetition 0' if repeats > 1 else ''}); differences to {p['reference']} (same head) and to the frame head "
-        f"(same space) are paired (same resamples) with two-sided bootstrap p-values"
-        + (f", and tested across all {repeats} x {p['folds']} folds with the corrected resampled t-test (Nadeau & Bengio "
-           f"2003; variance (1/{repeats * p['folds']} + 1/{p['folds'] - 1}) s^2, df {repeats * p['folds'] - 1})"
-           if repeats > 1 else "")
-        + f"; p-values are not adjusted for multiple comparisons ({comparisons} against {p['reference']} here). Fold sd "
+        f"validation split of {p['inner_val_split']:g} of the training {p['group_by']}s was kept, and the held-out fold was "
+        f"predicted once. Metrics on the raw label scale [-10, 10]. "
+        + (f"Each row leads with the mean CCC of its {repeats} x {p['folds']} folds and a 95 % interval from the corrected "
+           f"resampled t-test (Nadeau & Bengio 2003; variance (1/{repeats * p['folds']} + 1/{p['folds'] - 1}) s^2, df "
+           f"{repeats * p['folds'] - 1}); differences to {against} are the means of the per-fold differences (the "
+           f"difference of the two rows' means), with that test's interval and two-sided p. Repetition 0's pooled "
+           f"values follow, with {CI_LEVEL:.0%} percentile intervals from {p['bootstrap']} bootstrap resamples of "
+           f"{p['group_by']}s (seed {p['seed']})"
+           if repeats > 1 else
+           f"Each row leads with the CCC pooled over all out-of-fold predictions, with a {CI_LEVEL:.0%} percentile "
+           f"interval from {p['bootstrap']} bootstrap resamples of {p['group_by']}s (seed {p['seed']}); differences to "
+           f"{against} are the differences of the pooled CCCs, with paired (same resamples) intervals and two-sided "
+           "bootstrap p-values")
+        + f"; p-values are not adjusted for multiple comparisons ({comparisons} here). Fold sd "
         f"is the sample sd over folds. EmoNet checkpoint {checkpoint}, torch {p['torch_version']}."
     )
     return text
@@ -239,73 +320,87 @@ def protocol_text(report: dict) -> str:
 def intervals_text(protocol: dict) -> str:
     """What each interval of the report covers, in one sentence each."""
     if protocol.get("repeats", 1) > 1:
-        return ("Intervals: the corrected t interval of a difference (over all repetitions and folds) covers training "
-                "again on other folds with other seeds as well as which clips were scored; the clip-bootstrap interval "
-                "(repetition 0) covers only which clips were scored, with the trained models held fixed.")
+        return ("Intervals: the corrected t interval (over all repetitions and folds) covers training again on other "
+                "folds with other seeds as well as which clips were scored; the clip-bootstrap interval (repetition 0) "
+                "covers only which clips were scored, with the trained models held fixed.")
     return ("Intervals: the clip-bootstrap interval covers which clips were scored, with the trained models held fixed; "
             "it does not cover training again with another seed, so a difference is one training's: run --repeats 3 "
             "or more before claiming that a colour space helps.")
 
 
-def headline(diff: dict) -> tuple[float, list[float], float]:
-    """The figure a report leads with for one dimension's difference: (mean, 95 % CI, p) of the corrected
-    resampled t-test with repetitions, else the pooled difference with its bootstrap CI and p."""
-    t = diff.get("repeated")
-    return (t["mean"], t["ci"], t["p_value"]) if t else (diff["CCC_diff"], diff["CCC_diff_ci"], diff["p_value"])
+def _columns(report: dict) -> list[str]:
+    """The md table's columns after Input and Model."""
+    p = report["protocol"]
+    ref, repeats = p["reference"], p.get("repeats", 1)
+    heads = p.get("heads", [DEFAULT_HEAD])
+    if repeats > 1:
+        lead = f"CCC, mean of {repeats} x {p['folds']} folds [95 % CI, corrected t]"
+        diff_kind, rep0 = "corrected t", ", repetition 0"
+    else:
+        lead = f"CCC pooled [95 % CI, {bootstrap_name(p)}]"
+        diff_kind, rep0 = bootstrap_name(p), ""
+    columns = [lead]
+    if len(report["color_spaces"]) > 1:
+        columns += [f"ΔCCC vs {ref} [95 % CI, {diff_kind}]", "p"]
+    if len(heads) > 1:
+        columns += [f"ΔCCC vs frame head [95 % CI, {diff_kind}]", "p"]
+    if repeats > 1:
+        columns.append(f"CCC pooled{rep0} [95 % CI, {bootstrap_name(p)}]")
+    return columns + [f"CCC folds mean ± sd{rep0}", f"PCC pooled{rep0} [95 % CI, {bootstrap_name(p)}]", f"RMSE{rep0}",
+                      f"SAGR{rep0}"]
 
 
-def _row_cells(block: dict, d: str, repeats: int, differences: bool) -> list[str]:
-    """One table row's cells after Input and Model; `differences`: a trained row (a zero-shot row has none)."""
+def _row_cells(report: dict, block: dict, d: str, trained: bool) -> list[str]:
+    """One table row's cells after Input and Model, in the order of `_columns`; a zero-shot row has no differences."""
+    p = report["protocol"]
     pooled, mean, sd = block["pooled"][d], block["fold_mean"][d], block["fold_sd"][d]
+    head = block["headline"][d]
 
     def diff_cells(diff: dict | None, absent: str) -> list[str]:
+        if not trained:
+            return ["", ""]
         if diff is None:
             return [absent, ""]
-        value, ci, p = headline(diff[d])
-        return [_ci(value, ci, sign=True), _p(p)]
+        return [_ci(diff[d]["CCC_diff"], diff[d]["CCC_diff_ci"], sign=True), _p(diff[d]["p_value"])]
 
-    cells = []
-    if repeats > 1:
-        values = [r["pooled"][d]["CCC"] for r in block["repeats"]]
-        cells.append(f"{number(np.mean(values))} ({number(min(values))} to {number(max(values))})")
-    cells += [_ci(pooled["CCC"], pooled["CCC_ci"]), f"{number(mean['CCC'])} ± {number(sd['CCC'])}",
-              _ci(pooled["PCC"], pooled["PCC_ci"]), number(pooled["RMSE"], 2), number(pooled["SAGR"])]
-    if differences:
-        cells += diff_cells(block["vs_reference"], "reference") + diff_cells(block.get("vs_frame"), "")
-    else:
-        cells += ["", "", "", ""]
-    return cells
+    cells = [_ci(head["CCC"], head["CCC_ci"])]
+    if len(report["color_spaces"]) > 1:
+        cells += diff_cells(block.get("vs_reference"), "reference")
+    if len(p.get("heads", [DEFAULT_HEAD])) > 1:
+        cells += diff_cells(block.get("vs_frame"), "")
+    if p.get("repeats", 1) > 1:
+        cells.append(_ci(pooled["CCC"], pooled["CCC_ci"]))
+    return cells + [f"{number(mean['CCC'])} ± {number(sd['CCC'])}", _ci(pooled["PCC"], pooled["PCC_ci"]),
+                    number(pooled["RMSE"], 2), number(pooled["SAGR"])]
 
 
 def markdown(report: dict) -> str:
     p = report["protocol"]
-    ref, repeats = p["reference"], p.get("repeats", 1)
     heads = p.get("heads", [DEFAULT_HEAD])
     lines = [f"# Colour-space comparison on AFEW-VA: {_approach_name(p)}", ""]
     if p.get("demo"):
         lines += [f"**{DEMO_NOTE}.**", ""]
     lines += [intervals_text(p), ""]
-    rep0 = " (repetition 0)" if repeats > 1 else ""
-    diff_kind = f"{repeats} x {p['folds']} folds, corrected t" if repeats > 1 else "clip bootstrap"
-    header = (([f"CCC, mean of {repeats} repetitions (range)"] if repeats > 1 else [])
-              + [f"CCC pooled [95 % CI]{rep0}", f"CCC folds mean ± sd{rep0}", f"PCC pooled [95 % CI]{rep0}",
-                 f"RMSE{rep0}", f"SAGR{rep0}", f"ΔCCC vs {ref} [95 % CI, {diff_kind}]", "p",
-                 f"ΔCCC vs frame head [95 % CI, {diff_kind}]", "p"])
+    if len(report["color_spaces"]) == 1:
+        lines += [f"One colour space ({next(iter(report['color_spaces']))}): its heads are compared with the frame head; "
+                  "there is no other space to compare it with.", ""]
+    header = _columns(report)
     for d in DIMENSIONS:
         lines += [f"## {d.capitalize()}", "", "| Input | Model | " + " | ".join(header) + " |",
                   "| --- | --- | " + " | ".join("---" for _ in header) + " |"]
         for head in heads:
             for space, entry in report["color_spaces"].items():
-                block = entry["heads"][head]
-                lines.append(f"| {space} | {_model_name(p, head)} | " + " | ".join(_row_cells(block, d, repeats, True)) + " |")
+                cells = _row_cells(report, entry["heads"][head], d, trained=True)
+                lines.append(f"| {space} | {_model_name(p, head)} | " + " | ".join(cells) + " |")
         for space, entry in report["color_spaces"].items():
             block = entry["zero_shot"]
-            if block is None:
+            if block is not None:
+                lines.append(f"| {space} | EmoNet zero-shot | " + " | ".join(_row_cells(report, block, d, False)) + " |")
+            elif not p.get("demo"):
                 lines.append(f"| {space} | EmoNet zero-shot | not in the feature files |" + " |" * (len(header) - 1))
-                continue
-            cells = ([""] if repeats > 1 else []) + _row_cells(block, d, 1, False)
-            lines.append(f"| {space} | EmoNet zero-shot | " + " | ".join(cells) + " |")
         lines.append("")
+    if p.get("demo"):
+        lines += [f"{demo_zero_shot_note(p)}.", ""]
     lines += ["## Protocol", "", protocol_text(report), ""]
     if p.get("demo"):
         lines += [f"**{DEMO_NOTE}.**", ""]
@@ -313,33 +408,36 @@ def markdown(report: dict) -> str:
 
 
 def summary(report: dict) -> str:
-    """The lines printed at the end of a comparison: each (space, head) with its differences."""
+    """The lines printed at the end of a comparison: each (space, head) with its headline CCC and differences, the
+    statistic named once at the top."""
     p = report["protocol"]
     ref, repeats = p["reference"], p.get("repeats", 1)
-    what = (f"mean over {repeats} repetitions of the pooled CCC; differences: corrected t over {repeats} x {p['folds']} folds"
-            if repeats > 1 else "pooled CCC [95 % clip-bootstrap CI]")
-    out = [f"{what}, {p['frames']:,} out-of-fold frames a repetition ({_approach_name(p)}):"]
+    if repeats > 1:
+        what = (f"CCC: mean of the {repeats} x {p['folds']} fold CCCs [95 % CI]; differences: of those means [95 % CI] "
+                f"and p, {CORRECTED_T}")
+    else:
+        what = f"CCC: pooled over the out-of-fold predictions [95 % CI]; differences: of pooled CCCs, {bootstrap_name(p)}"
+    out = [f"{what}; {p['frames']:,} out-of-fold frames a repetition ({_approach_name(p)}):"]
     for space, entry in report["color_spaces"].items():
         for head, block in entry["heads"].items():
-            if repeats > 1:
-                scores = "  ".join(f"{d} {number(block['repeats_mean'][d]['CCC'])}" for d in DIMENSIONS)
-            else:
-                scores = "  ".join(f"{d} {_ci(block['pooled'][d]['CCC'], block['pooled'][d]['CCC_ci'])}" for d in DIMENSIONS)
+            scores = "  ".join(f"{d} {_ci(block['headline'][d]['CCC'], block['headline'][d]['CCC_ci'])}" for d in DIMENSIONS)
             line = f"  {space:<11}{head:<9}{scores}"
             for name, diff in ((f"vs {ref}", block["vs_reference"]), ("vs frame", block.get("vs_frame"))):
                 if diff:
-                    figures = {d: headline(v) for d, v in diff.items()}
-                    line += f"  | {name}: " + ", ".join(f"{d[0]} {_ci(value, ci, True)} p {_p(pv)}"
-                                                        for d, (value, ci, pv) in figures.items())
+                    line += f"  | {name}: " + ", ".join(f"{d[0]} {_ci(v['CCC_diff'], v['CCC_diff_ci'], True)} p {_p(v['p_value'])}"
+                                                        for d, v in diff.items())
             out.append(line)
+    if report["protocol"].get("demo"):
+        out.append(f"({demo_zero_shot_note(p)})")
     return "\n".join(out)
 
 
 # -- the figure --------------------------------------------------------------------------------------------------
 def plot_report(report: dict, path: Path) -> "Figure":
-    """Per colour space and head: the fold CCCs (dots) and the pooled CCC with its CI (diamond), EmoNet's zero-shot
-    output beside them in grey; under them each space's CCC difference to the reference with its interval, and,
-    with several heads, each head's difference to the frame head. The legend sits under the panels."""
+    """Per colour space and head: every fold's CCC (dots; of every repetition) and the row's headline CCC with its
+    interval (diamond), EmoNet's zero-shot output beside them in grey; under them, with several spaces, each space's
+    CCC difference to the reference, and, with several heads, each head's difference to the frame head, with their
+    intervals. The legend sits under the panels."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -354,86 +452,86 @@ def plot_report(report: dict, path: Path) -> "Figure":
     width = 0.8 / len(series)
     offsets = {s: (i - (len(series) - 1) / 2) * width for i, s in enumerate(series)}
     colours = {**{h: HEAD_COLOURS.get(h, "tab:purple") for h in heads}, "zero_shot": ZERO_SHOT_COLOUR}
-    rows = 2 + (len(heads) > 1)
-    fig, axes = plt.subplots(rows, 2, figsize=(3.5 + 1.6 * len(spaces) * max(1, len(series) / 2), 3.3 * rows + 1.2),
-                             sharex=True, layout="constrained", squeeze=False)
+    panels = ["ccc"] + (["reference"] if len(spaces) > 1 else []) + (["frame"] if len(heads) > 1 else [])
+    panel_width = max(4.2, 0.9 + 0.45 * len(spaces) * len(series))
+    fig, axes = plt.subplots(len(panels), 2, figsize=(2 * panel_width + 0.8, 3.2 * len(panels) + 1.6), sharex=True,
+                             layout="constrained", squeeze=False)
     rng = np.random.default_rng(0)
     for col, d in enumerate(DIMENSIONS):
-        ax = axes[0, col]
-        for s in series:
-            for x, space in enumerate(spaces):
-                entry = report["color_spaces"][space]
-                block = entry["zero_shot"] if s == "zero_shot" else entry["heads"][s]
-                if block is None:
-                    continue
-                folds = [f[d]["CCC"] for f in block["folds"]]
-                if s != "zero_shot" and repeats > 1:  # every repetition's folds (its pooled CCC is in the json)
-                    folds = [v for r in _fold_cccs(report, space, s, d) for v in r]
-                xs = x + offsets[s] + rng.uniform(-0.25, 0.25, len(folds)) * width
-                ax.scatter(xs, folds, s=10, color=colours[s], alpha=0.45, lw=0, zorder=3)
-                pooled = block["pooled"][d]
-                ax.errorbar(x + offsets[s], pooled["CCC"], yerr=[[pooled["CCC"] - pooled["CCC_ci"][0]],
-                                                                 [pooled["CCC_ci"][1] - pooled["CCC"]]],
-                            fmt="D", color=colours[s], mec="black", ms=6, capsize=3, lw=1.3, zorder=5)
-        ax.set(title=f"{d}: CCC", ylabel="CCC")
-        ax = axes[1, col]
-        for h in heads:
-            for x, space in enumerate(spaces):
-                diff = report["color_spaces"][space]["heads"][h]["vs_reference"]
-                if diff is None:
-                    continue
-                mean, (lo, hi), _ = headline(diff[d])
-                ax.errorbar(x + offsets[h], mean, yerr=[[mean - lo], [hi - mean]], fmt="o", color=colours[h], ms=6,
-                            capsize=3, lw=1.3)
-        ax.text(spaces.index(ref), 0, "reference", ha="center", va="bottom", fontsize=8, color="dimgray")
-        ax.set(title=f"{d}: CCC difference to {ref} (same head)", ylabel=f"ΔCCC vs {ref}")
-        if rows == 3:
-            ax = axes[2, col]
-            for h in heads[1:]:
+        for row, panel in enumerate(panels):
+            ax = axes[row, col]
+            if panel == "ccc":
+                for s in series:
+                    for x, space in enumerate(spaces):
+                        entry = report["color_spaces"][space]
+                        block = entry["zero_shot"] if s == "zero_shot" else entry["heads"][s]
+                        if block is None:
+                            continue
+                        folds = [v for r in _fold_cccs(block, d) for v in r]
+                        xs = x + offsets[s] + rng.uniform(-0.25, 0.25, len(folds)) * width
+                        ax.scatter(xs, folds, s=10, color=colours[s], alpha=0.45, lw=0, zorder=3)
+                        h = block["headline"][d]
+                        ax.errorbar(x + offsets[s], h["CCC"], yerr=[[h["CCC"] - h["CCC_ci"][0]], [h["CCC_ci"][1] - h["CCC"]]],
+                                    fmt="D", color=colours[s], mec="black", ms=6, capsize=3, lw=1.3, zorder=5)
+                ax.set(title=f"{d}: CCC", ylabel="CCC")
+                continue
+            key, marker = ("vs_reference", "o") if panel == "reference" else ("vs_frame", "s")
+            for h in heads if panel == "reference" else heads[1:]:
                 for x, space in enumerate(spaces):
-                    mean, (lo, hi), _ = headline(report["color_spaces"][space]["heads"][h]["vs_frame"][d])
-                    ax.errorbar(x + offsets[h], mean, yerr=[[mean - lo], [hi - mean]], fmt="s", color=colours[h], ms=6,
-                                capsize=3, lw=1.3)
-            ax.set(title=f"{d}: head minus frame head (same space)", ylabel="ΔCCC vs frame head")
-        for ax in axes[1:, col]:
+                    diff = report["color_spaces"][space]["heads"][h].get(key)
+                    if diff is None:
+                        continue
+                    v = diff[d]
+                    ax.errorbar(x + offsets[h], v["CCC_diff"], yerr=[[v["CCC_diff"] - v["CCC_diff_ci"][0]],
+                                                                     [v["CCC_diff_ci"][1] - v["CCC_diff"]]],
+                                fmt=marker, color=colours[h], ms=6, capsize=3, lw=1.3)
+            if panel == "reference":
+                ax.text(spaces.index(ref), 0, "reference", ha="center", va="bottom", fontsize=8, color="dimgray")
+                ax.set(title=f"{d}: ΔCCC vs {ref} (same head)", ylabel=f"ΔCCC vs {ref}")
+            else:
+                ax.set(title=f"{d}: ΔCCC vs frame head (same space)", ylabel="ΔCCC vs frame head")
             ax.axhline(0, color="k", lw=0.8)
     for ax in axes.ravel():
         ax.grid(axis="y", alpha=0.3)
         ax.set_xticks(range(len(spaces)), spaces)
         ax.set_xlim(-0.6, len(spaces) - 0.4)
+        ax.title.set_fontsize(10)
     for ax in axes[-1]:
         ax.set_xlabel("input colour space")
-    interval_kind = (f"corrected t over {repeats} x {p['folds']} folds" if repeats > 1 else f"{p['unit']} bootstrap")
+    if repeats > 1:
+        lead = f"mean of {repeats} x {p['folds']} fold CCCs, {CI_LEVEL:.0%} CI (corrected t)"
+        diff_label = f"difference of those means, {CI_LEVEL:.0%} CI (corrected t)"
+    else:
+        lead = f"pooled CCC, {CI_LEVEL:.0%} CI ({bootstrap_name(p)})"
+        diff_label = f"difference of pooled CCCs, {CI_LEVEL:.0%} CI ({bootstrap_name(p)})"
     handles = [Line2D([], [], color=colours[s], marker="D", mec="black", ls="", ms=7,
                       label=_model_name(p, s) if s != "zero_shot" else "EmoNet zero-shot") for s in series]
     handles += [Line2D([], [], color="gray", marker="o", ls="", ms=4, alpha=0.6,
                        label=f"one fold{' (every repetition)' if repeats > 1 else ''}"),
-                Line2D([], [], color="gray", marker="D", ls="-", ms=6, label=f"pooled CCC, {CI_LEVEL:.0%} {p['unit']}-bootstrap CI"),
-                Line2D([], [], color="gray", marker="o", ls="-", ms=6, label=f"difference, {CI_LEVEL:.0%} CI ({interval_kind})")]
-    fig.legend(handles=handles, loc="outside lower center", ncol=min(4, len(handles)), fontsize=8, frameon=False)
-    title = f"{_approach_name(p)}: {p['folds']} folds by {p['unit']}" + (f", {repeats} repetitions" if repeats > 1 else "")
+                Line2D([], [], color="gray", marker="D", ls="-", ms=6, label=lead)]
+    if len(panels) > 1:
+        handles.append(Line2D([], [], color="gray", marker="o", ls="-", ms=6, label=diff_label))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False)
+    title = f"{_approach_name(p)}: {p['folds']} folds by {p['group_by']}" + (f", {repeats} repetitions" if repeats > 1 else "")
     if p.get("demo"):
-        title = "DEMO: random weights, synthetic faces; the numbers say nothing about real faces\n" + title
+        title = ("DEMO: random weights, synthetic faces; the numbers say nothing about real faces\n" + title
+                 + " (no zero-shot rows: random weights)")
     fig.suptitle(title, fontsize=10)
     save_figure(fig, path)
     plt.close(fig)
     return fig
 
 
-def _fold_cccs(report: dict, space: str, head: str, d: str) -> list[list[float]]:
-    """Every repetition's fold CCCs of (space, head)."""
-    return [[f[d]["CCC"] for f in r["folds"]] for r in report["color_spaces"][space]["heads"][head]["repeats"]]
-
-
-def write_report(output_dir: Path, report: dict, preds: list[pd.DataFrame], zero: pd.DataFrame) -> None:
+def write_report(report_dir: Path, report: dict, preds: list[pd.DataFrame], zero: pd.DataFrame | None) -> None:
     """Every file of the report; comparison.json last, so that its presence means the report is complete.
     oof_predictions.csv: with repetitions, one row per (repetition, frame) and a `repeat` column."""
     csv = {"float_format": lambda v: repr(float(v)), "index": False}
     oof = preds[0] if len(preds) == 1 else pd.concat([f.assign(repeat=r) for r, f in enumerate(preds)])[
         ["repeat", *preds[0].columns]]
-    write_text(output_dir / "oof_predictions.csv", oof.to_csv(**csv))
-    write_text(output_dir / "zero_shot_predictions.csv", zero.to_csv(**csv))
-    write_text(output_dir / "comparison.csv", report_table(report).to_csv(**csv))
-    write_text(output_dir / "comparison.md", markdown(report))
-    plot_report(report, output_dir / "comparison.png")
-    write_json(output_dir / "comparison.json", report)
+    write_text(report_dir / "oof_predictions.csv", oof.to_csv(**csv))
+    if zero is not None:
+        write_text(report_dir / "zero_shot_predictions.csv", zero.to_csv(**csv))
+    write_text(report_dir / "comparison.csv", report_table(report).to_csv(**csv))
+    write_text(report_dir / "comparison.md", markdown(report))
+    plot_report(report, report_dir / "comparison.png")
+    write_json(report_dir / "comparison.json", report)

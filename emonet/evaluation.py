@@ -97,11 +97,11 @@ def leak_warning(results: dict) -> str | None:
     if leak["leak_free"]:
         return None
     text = (f"WARNING: the split leaks: {leak['eval_clips_seen_in_training']} evaluated clips have frames in training. "
-            f"Model PCC valence {results['valence_metrics']['PCC']:.3f}, arousal {results['arousal_metrics']['PCC']:.3f}")
+            f"Model PCC valence {number(results['valence_metrics']['PCC'])}, arousal {number(results['arousal_metrics']['PCC'])}")
     oracle = leak["nearest_frame_oracle"]
     if oracle:
         text += (f"; copying the label of the nearest training frame of the same clip scores PCC valence "
-                 f"{oracle['valence_PCC']:.3f}, arousal {oracle['arousal_PCC']:.3f} ({oracle['frames']} frames). "
+                 f"{number(oracle['valence_PCC'])}, arousal {number(oracle['arousal_PCC'])} ({oracle['frames']} frames). "
                  "These numbers measure clip recognition, not emotion; use --split clip or actor.")
     return text
 
@@ -203,7 +203,8 @@ def plot_predictions(truth: np.ndarray, pred: np.ndarray, results: dict, path: P
         ax.plot(lims, lims, "k--", lw=1, label="identity")
         m = results[f"{dim}_metrics"]
         ax.set(xlim=lims, ylim=lims, aspect="equal", xlabel=f"true {dim}", ylabel=f"predicted {dim}",
-               title=f"{dim}: PCC {m['PCC']:.3f}  CCC {m['CCC']:.3f}  RMSE {m['RMSE']:.2f}{_outside_note(pred[:, i])}")
+               title=f"{dim}: PCC {number(m['PCC'])}  CCC {number(m['CCC'])}  RMSE {number(m['RMSE'], 2)}"
+                     f"{_outside_note(pred[:, i])}")
         ax.grid(alpha=0.3)
         ax.legend(loc="upper left")
     fig.suptitle(_title(results))
@@ -225,7 +226,7 @@ def plot_distributions(truth: np.ndarray, pred: np.ndarray, results: dict, path:
         bins = edges if len(edges) <= MAX_ERROR_BINS + 1 else MAX_ERROR_BINS
         sns.histplot(x=error, bins=bins, color="tab:red", ax=axes[0, i])
         axes[0, i].axvline(0, color="k", lw=1)
-        axes[0, i].set(title=f"{dim} error (pred - true): mean {error.mean():.2f}, sd {error.std():.2f}",
+        axes[0, i].set(title=f"{dim} error (pred - true): mean {number(error.mean(), 2)}, sd {number(error.std(), 2)}",
                        xlabel="error", ylabel="frames")
         lo, hi = _value_limits(truth[:, i], pred[:, i])
         values = np.arange(np.floor(lo) - 0.5, np.ceil(hi) + 1.0, 1.0)  # one bin per integer label value

@@ -194,11 +194,18 @@ def head_kind(ckpt: dict) -> str:
     return ckpt.get("head", {}).get("kind", DEFAULT_HEAD)
 
 
-def chosen_sigma(ckpt: dict) -> float:
-    """The smoothing sigma chosen with the checkpoint's weights (its epoch's history row); 0 for other heads."""
+def chosen_sigma(ckpt: dict) -> float | None:
+    """The smoothing sigma chosen with the checkpoint's weights (its epoch's history row); None for the heads that do
+    not smooth."""
     if head_kind(ckpt) != "smooth":
-        return 0.0
+        return None
     return float(ckpt["history"][int(ckpt["epoch"]) - 1]["sigma"])
+
+
+def head_record(ckpt: dict) -> dict:
+    """What an evaluation or a prediction run records of a checkpoint's head: its kind, and the smooth head's sigma."""
+    sigma = chosen_sigma(ckpt)
+    return {"kind": head_kind(ckpt)} | ({} if sigma is None else {"sigma": sigma})
 
 
 def build_head(kind: str, model_args: dict) -> nn.Module:
@@ -244,7 +251,7 @@ class HeadPredictor:
 
     kind: str
     network: nn.Module
-    sigma: float = 0.0
+    sigma: float | None = None  # the smooth head's
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict) -> "HeadPredictor":

@@ -31,6 +31,12 @@ def default_feature_paths(color_space: str) -> tuple[str, str]:
     return folder, f"{folder}_manifest.json"
 
 
+def standard_manifests(folder: str | os.PathLike) -> dict[str, Path]:
+    """{colour space: path} of the standard manifests (`default_feature_paths`) present in `folder`."""
+    found = {space: Path(folder) / default_feature_paths(space)[1] for space in COLOR_SPACES}
+    return {space: path for space, path in found.items() if path.is_file()}
+
+
 @dataclass
 class Manifest:
     path: Path

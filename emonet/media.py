@@ -4,6 +4,7 @@ and folders of images (sorted by name, one sequence), frame by frame; and writin
 import contextlib
 import hashlib
 import logging
+import os
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -22,6 +23,18 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpe
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # MP4 as OpenCV's FFmpeg backend writes it without extra codecs.
 VIDEO_FOURCC = "mp4v"
+
+
+# FFmpeg's own log level in OpenCV's backend, read once, when FFmpeg is first used in the process. Its raw lines
+# ("moov atom not found") would come before, and say less than, the message naming the file; -8 is AV_LOG_QUIET. A
+# user who wants them sets OPENCV_FFMPEG_LOGLEVEL (16: errors) before the run.
+FFMPEG_LOG_ENV = "OPENCV_FFMPEG_LOGLEVEL"
+FFMPEG_QUIET = "-8"
+
+
+def quiet_ffmpeg() -> None:
+    """Silence FFmpeg's raw messages for this process, unless the user set its level (see FFMPEG_LOG_ENV)."""
+    os.environ.setdefault(FFMPEG_LOG_ENV, FFMPEG_QUIET)
 
 
 class MediaError(EmoNetError):
@@ -66,6 +79,7 @@ class Sequence:
 class VideoSequence(Sequence):
     def __init__(self, path: Path):
         self.path = path
+        quiet_ffmpeg()
         capture = cv2.VideoCapture(str(path))
         if not capture.isOpened():
             raise MediaError(f"{path}: cannot open the video (corrupt, empty, or a format OpenCV's FFmpeg cannot read)")
@@ -136,6 +150,7 @@ def discover(paths: list[str]) -> list[Source]:
 def video_writer(path: Path, fps: float, size: tuple[int, int]):
     """Write an MP4 frame by frame: yields a function taking an RGB frame; the file appears under its name only
     once complete."""
+    quiet_ffmpeg()
     with atomic_path(path) as tmp:
         writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), fps, size)
         if not writer.isOpened():

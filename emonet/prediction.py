@@ -43,7 +43,7 @@ from .data import to_tensor
 from .device import amp_enabled
 from .errors import CheckpointError, EmoNetError
 from .faces import DETECTOR_NAME, FaceDetector, FaceTracker, detector_version
-from .heads import HeadPredictor, chosen_sigma, head_kind
+from .heads import HeadPredictor, head_record
 from .inference import COMPILED_SUFFIX, compile_model, infer, prepare
 from .io import save_figure, sha256_file, write_json, write_text
 from .media import Source, video_writer
@@ -140,7 +140,7 @@ def load_model(model_path: str | None, pretrained_path: str, crop: str, amp: boo
                 "model_sha256": sha256_file(model_path) if model_path else None,
                 "pretrained_path": str(Path(pretrained_path).resolve()), "pretrained_sha256": pretrained_sha,
                 "color_space": recorded["color_space"], "crop": chosen_crop, "precision": precision,
-                "head": {"kind": head_kind(ckpt), "sigma": chosen_sigma(ckpt)} if head else None,
+                "head": head_record(ckpt) if head else None,
                 "detector": {"name": DETECTOR_NAME, "version": detector_version()}}
     return PredictionModel(kind, network, aligner, head, recorded["color_space"], chosen_crop, use_amp, identity)
 

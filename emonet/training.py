@@ -29,6 +29,7 @@ from .errors import CheckpointError, EmoNetError
 from .io import save_figure, save_torch, write_json, write_text
 from .losses import ccc_per_dim
 from .runs import check_kind
+from .splits import selection_side
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -136,6 +137,11 @@ def module_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[Ca
 SIDE_NAMES = {"inner_val": "inner validation", "val": "validation"}
 
 
+def selection_of(meta: dict) -> str:
+    """The side a run chooses its best epoch on (inner_val or val), from its split; val without one."""
+    return selection_side(meta["split"]) if meta.get("split") else "val"
+
+
 def warn_constant_selection(targets: np.ndarray, run: str, side: str) -> None:
     """Warn when the labels (raw scale) an epoch is chosen on are constant in a dimension: CCC is then 0 at every
     epoch there, and the choice of epoch rests on the other dimension alone (or, both constant, on none)."""
@@ -220,8 +226,8 @@ class TrainingRun:
                 save_torch(ckpt, out / "best_model.pth")
             if self.save_freq and epoch % self.save_freq == 0:
                 save_torch(ckpt, out / f"checkpoint_epoch_{epoch}.pth")
-                plot_curves(self.history, out / "training_curves.png", self.best_epoch, self.title)
-            write_log(self.history, self.best_epoch, out)
+                plot_curves(self.history, out / "training_curves.png", self.best_epoch, self.title, selection_of(self.meta))
+            write_log(self.history, self.best_epoch, out, selection_of(self.meta))
         extra = "".join(f"  {k} {v:g}" for k, v in row.items() if k not in LOG_COLUMNS)
         logger.info("%s: epoch %d/%d  train %.4f  val %.4f  CCC v %.4f a %.4f%s%s", self.name, epoch, self.epochs,
                     train_loss, val["loss"], val["valence_CCC"], val["arousal_CCC"], extra, "  (best)" if improved else "")
@@ -237,7 +243,8 @@ class TrainingRun:
     def finish(self) -> None:
         """Final curves and log; a warning when no epoch scored better than another (the choice meant nothing)."""
         if self.history and self.is_main:
-            plot_curves(self.history, self.output_dir / "training_curves.png", self.best_epoch, self.title)
+            plot_curves(self.history, self.output_dir / "training_curves.png", self.best_epoch, self.title,
+                        selection_of(self.meta))
         scores = {round(r["val_mean_CCC"], 12) for r in self.history}
         if len(self.history) > 1 and len(scores) == 1:
             logger.warning("%s: every epoch scored the same mean CCC (%.4f) on the selection side, so epoch %d was "
@@ -276,26 +283,33 @@ def fit(run: TrainingRun, train_epoch: Callable[[int], float], validate: Callabl
     return run.history[-1] if run.history else {}
 
 
-# Columns of training_log.txt and .csv (a run may add its own, such as the smooth head's sigma).
+# Columns of training_log.txt and .csv (a run may add its own, such as the smooth head's sigma). The history keeps
+# the `val_` names for the side the epoch is chosen on; the logs name that side (`inner_val_` with an inner split).
 LOG_COLUMNS = ("epoch", "train_loss", "val_loss", "val_valence_CCC", "val_arousal_CCC", "val_mean_CCC")
 
 
-def format_log(history: list[dict], best_epoch: int) -> str:
+def _side_column(name: str, side: str) -> str:
+    return f"{side}_{name.removeprefix('val_')}" if name.startswith("val_") else name
+
+
+def format_log(history: list[dict], best_epoch: int, side: str = "val") -> str:
     extra = [k for k in history[0] if k not in LOG_COLUMNS] if history else []
-    lines = ["epoch  train_loss  val_loss  val_valence_CCC  val_arousal_CCC  val_mean_CCC" + "".join(f"  {k:>8}" for k in extra)]
+    names = [_side_column(c, side) for c in LOG_COLUMNS]
+    widths = [max(len(n), 8) for n in names]
+    lines = ["  ".join(f"{n:>{w}}" for n, w in zip(names, widths, strict=True)) + "".join(f"  {k:>8}" for k in extra)]
     for r in history:
-        lines.append(f"{r['epoch']:>5}  {r['train_loss']:>10.5f}  {r['val_loss']:>8.5f}  {r['val_valence_CCC']:>15.4f}  "
-                     f"{r['val_arousal_CCC']:>15.4f}  {r['val_mean_CCC']:>12.4f}" + "".join(f"  {r[k]:>8g}" for k in extra)
-                     + ("  *" if r["epoch"] == best_epoch else ""))
-    lines.append(f"best epoch (mean validation CCC): {best_epoch}")
+        cells = [f"{r['epoch']:>{widths[0]}}", f"{r['train_loss']:>{widths[1]}.5f}"] + [
+            f"{r[c]:>{w}.{5 if c == 'val_loss' else 4}f}" for c, w in zip(LOG_COLUMNS[2:], widths[2:], strict=True)]
+        lines.append("  ".join(cells) + "".join(f"  {r[k]:>8g}" for k in extra) + ("  *" if r["epoch"] == best_epoch else ""))
+    lines.append(f"best epoch (mean {SIDE_NAMES.get(side, side)} CCC): {best_epoch}")
     return "\n".join(lines) + "\n"
 
 
-def write_log(history: list[dict], best_epoch: int, output_dir: Path) -> None:
+def write_log(history: list[dict], best_epoch: int, output_dir: Path, side: str = "val") -> None:
     """training_log.txt (for a person) and training_log.csv (one row per epoch, for pandas; `best` marks the
-    epoch kept)."""
-    write_text(output_dir / "training_log.txt", format_log(history, best_epoch))
-    table = pd.DataFrame(history)
+    epoch kept); the columns of the side the epoch is chosen on are named after it (`inner_val_mean_CCC`)."""
+    write_text(output_dir / "training_log.txt", format_log(history, best_epoch, side))
+    table = pd.DataFrame(history).rename(columns=lambda c: _side_column(c, side))
     table["best"] = table["epoch"] == best_epoch
     write_text(output_dir / "training_log.csv", table.to_csv(index=False))
 
@@ -304,8 +318,10 @@ def write_log(history: list[dict], best_epoch: int, output_dir: Path) -> None:
 MARKER_MAX_EPOCHS = 30
 
 
-def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None, title: str | None = None) -> "Figure":
-    """Loss and validation CCC per epoch, the epoch kept marked; returns the (closed) figure."""
+def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None, title: str | None = None,
+                side: str = "val") -> "Figure":
+    """Loss and the CCC of the side the epoch is chosen on (`side`) per epoch, the epoch kept marked; returns the
+    (closed) figure."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -316,11 +332,12 @@ def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None, 
     marker = "o" if len(epochs) <= MARKER_MAX_EPOCHS else None  # after one epoch a line has nothing to join
     fig, (ax_loss, ax_ccc) = plt.subplots(1, 2, figsize=(11, 4.6), layout="constrained")
     ax_loss.plot(epochs, [r["train_loss"] for r in history], marker=marker, ms=4, label="train")
-    ax_loss.plot(epochs, [r["val_loss"] for r in history], marker=marker, ms=4, label="validation")
+    ax_loss.plot(epochs, [r["val_loss"] for r in history], marker=marker, ms=4, label=SIDE_NAMES.get(side, side))
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     for key, label in (("val_valence_CCC", "valence"), ("val_arousal_CCC", "arousal"), ("val_mean_CCC", "mean")):
         ax_ccc.plot(epochs, [r[key] for r in history], marker=marker, ms=4, label=label)
-    ax_ccc.set(xlabel="epoch", ylabel="CCC", title="Validation CCC (the side the best epoch is chosen on)")
+    ax_ccc.set(xlabel="epoch", ylabel="CCC",
+               title=f"{SIDE_NAMES.get(side, side).capitalize()} CCC (the side the best epoch is chosen on)")
     for ax in (ax_loss, ax_ccc):
         ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)  # one epoch still gets a range, and a whole-epoch tick
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))

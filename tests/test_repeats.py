@@ -77,27 +77,47 @@ def test_the_report_leads_with_the_repeated_figures(repeated):
         entry = hsv["heads"][head]
         assert [r["repeat"] for r in entry["repeats"]] == [0, 1, 2]
         assert entry["repeats"][0]["pooled"]["valence"]["CCC"] == entry["pooled"]["valence"]["CCC"]
-        assert entry["repeats_mean"]["arousal"]["CCC"] == pytest.approx(
-            np.mean([r["pooled"]["arousal"]["CCC"] for r in entry["repeats"]]))
+        # The headline CCC is the mean of the 3 x K fold CCCs, with the corrected-t interval.
+        folds = [f["arousal"]["CCC"] for r in entry["repeats"] for f in r["folds"]]
+        lead = entry["headline"]["arousal"]
+        assert lead["statistic"] == "corrected resampled t-test" and lead["CCC"] == pytest.approx(np.mean(folds))
+        assert lead["CCC_ci"] == corrected_resampled_ttest([folds[i:i + FOLDS] for i in range(0, len(folds), FOLDS)])["ci"]
         for diff in (entry["vs_reference"], entry.get("vs_frame")):
             if diff is None:
                 continue
-            t = diff["valence"]["repeated"]
+            t = diff["valence"]["corrected_t"]
             assert np.array(t["fold_diffs"]).shape == (3, FOLDS) and t["df"] == 3 * FOLDS - 1
             assert t["fold_diffs"][0] == diff["valence"]["fold_diffs"]
             assert t == corrected_resampled_ttest(t["fold_diffs"])
+            # The headline leads, named, and is the corrected t's; the bootstrap is repetition 0's, named as such.
+            assert list(diff["valence"])[:4] == ["statistic", "CCC_diff", "CCC_diff_ci", "p_value"]
+            assert (diff["valence"]["statistic"], diff["valence"]["p_value"], diff["valence"]["CCC_diff_ci"]) == (
+                "corrected resampled t-test", t["p_value"], t["ci"])
+            assert diff["valence"]["bootstrap"]["repeat"] == 0
+    # Every difference is exactly the difference of the two rows' headline CCCs (the figures add up on the page).
+    for space, entry in report["color_spaces"].items():
+        for head, block in entry["heads"].items():
+            for key, other in (("vs_reference", report["color_spaces"]["rgb"]["heads"][head]), ("vs_frame", entry["heads"]["frame"])):
+                if block.get(key):
+                    for dim in ("valence", "arousal"):
+                        assert block[key][dim]["CCC_diff"] == pytest.approx(
+                            block["headline"][dim]["CCC"] - other["headline"][dim]["CCC"], abs=1e-12), (space, head, key)
     # The fold differences are those of the per-repetition fold CCCs.
     rgb = report["color_spaces"]["rgb"]["heads"]["frame"]
-    assert hsv["vs_reference"]["arousal"]["repeated"]["fold_diffs"][2][1] == pytest.approx(
+    assert hsv["vs_reference"]["arousal"]["corrected_t"]["fold_diffs"][2][1] == pytest.approx(
         hsv["heads"]["frame"]["repeats"][2]["folds"][1]["arousal"]["CCC"] - rgb["repeats"][2]["folds"][1]["arousal"]["CCC"])
-    assert hsv["vs_reference"]["valence"]["repeated"]["ci"][0] > 0  # the stronger space wins, across repetitions
+    assert hsv["vs_reference"]["valence"]["CCC_diff_ci"][0] > 0  # the stronger space wins, across repetitions
     oof = pd.read_csv(out / "oof_predictions.csv")
     assert list(oof["repeat"].unique()) == [0, 1, 2] and len(oof) == 3 * report["protocol"]["frames"]
     table = (out / "comparison.md").read_text()
-    assert "CCC, mean of 3 repetitions" in table and "3 x 3 folds, corrected t" in table and "RMSE" in table
-    assert "covers training again on other folds with other seeds" in table
+    assert "CCC, mean of 3 x 3 folds [95 % CI, corrected t]" in table and "CCC pooled, repetition 0" in table
+    assert "RMSE, repetition 0" in table and "covers training again on other folds with other seeds" in table
     long = pd.read_csv(out / "comparison.csv", dtype={"fold": str, "repeat": str})
-    assert not long[(long.fold == "repeated") & (long.metric == "p_value")].empty
+    named = long[(long.fold == "all folds") & (long.metric == "p_value")]
+    assert not named.empty and set(named.statistic) == {"corrected resampled t-test"}
+    assert set(long[(long.fold == "pooled") & (long.metric == "p_value")].statistic) == {"clip bootstrap"}
+    headline = long[(long.fold == "headline") & (long.metric == "p_value")]
+    assert set(headline.statistic) == {"corrected resampled t-test"}
 
 
 def test_one_repetition_writes_what_it_always_wrote(spaces, tmp_path):
@@ -106,8 +126,17 @@ def test_one_repetition_writes_what_it_always_wrote(spaces, tmp_path):
     assert list(oof.columns) == ["clip", "frame", "fold", "valence_true", "arousal_true", "rgb_valence", "rgb_arousal",
                                  "hsv_valence", "hsv_arousal"]
     entry = report["color_spaces"]["hsv"]
-    assert "repeats" not in entry and "repeated" not in entry["vs_reference"]["valence"]
-    assert set(entry) == {"manifest", "folds", "fold_mean", "fold_sd", "pooled", "vs_reference", "zero_shot", "heads"}
+    assert "repeats" not in entry and "corrected_t" not in entry["vs_reference"]["valence"]
+    assert set(entry) == {"manifest", "folds", "fold_mean", "fold_sd", "pooled", "headline", "vs_reference", "zero_shot",
+                          "heads"}
+    # One repetition: the pooled CCC leads, and a difference is the difference of two pooled CCCs (clip bootstrap).
+    diff = entry["vs_reference"]["arousal"]
+    assert entry["headline"]["arousal"] == {"statistic": "clip bootstrap", "CCC": entry["pooled"]["arousal"]["CCC"],
+                                            "CCC_ci": entry["pooled"]["arousal"]["CCC_ci"]}
+    assert diff["statistic"] == "clip bootstrap" and diff["CCC_diff"] == pytest.approx(
+        entry["pooled"]["arousal"]["CCC"] - report["color_spaces"]["rgb"]["pooled"]["arousal"]["CCC"], abs=1e-12)
+    assert {k: diff[k] for k in ("CCC_diff", "CCC_diff_ci", "p_value")} == {
+        k: diff["bootstrap"][k] for k in ("CCC_diff", "CCC_diff_ci", "p_value")}
     assert "clip-bootstrap interval covers which clips were scored" in (tmp_path / "one" / "comparison.md").read_text()
 
 
