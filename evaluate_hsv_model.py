@@ -5,9 +5,15 @@
     python evaluate_hsv_model.py --model_path hsv_full_training/best_model.pth --model_type full --output_dir hsv_full_evaluation
     python evaluate_hsv_model.py --model_type pretrained --manifest_file features_manifest.json --subset all \\
         --output_dir rgb_zero_shot_evaluation
+    python evaluate_hsv_model.py --model_path rgb_features_training/best_model.pth \\
+        --manifest_file aff_wild2/features_manifest.json --output_dir afew_to_aff_wild2    # cross-corpus
+    python evaluate_hsv_model.py --model_type pretrained --manifest_file affectnet_manifest.json --subset val \\
+        --expression_classes 8 --output_dir affectnet_zero_shot    # EmoNet's own published check
 
 Evaluates the held-out side of the split stored in the checkpoint (`--subset val`, the default); the
-checkpoint also gives the manifest, colour space and crop. Writes evaluation_results.json,
+checkpoint also gives the manifest, colour space and crop. Cross-corpus: a head trained on one dataset's features
+and a --manifest_file of another dataset's (same colour space, crop and EmoNet) is scored on that dataset's
+validation split (`--subset val`; `train`, `all`), on AFEW-VA's [-10, 10] scale for both. Writes evaluation_results.json,
 predictions.csv, evaluation_scatter.png and evaluation_distributions.png, and prints a summary table.
 `pretrained` uses EmoNet's own valence/arousal: from the feature files when a manifest is given (or the
 checkpoint names one), else by running --pretrained_path on the frames of --dataset_root; with
@@ -24,6 +30,7 @@ from emonet.cli import add_frame_arguments, add_runtime_arguments, dataset_root_
 from emonet.colour import DEFAULT_COLOR_SPACE
 from emonet.constants import LABEL_SCALE
 from emonet.crop import DEFAULT_CROP
+from emonet.datasets import DEFAULT_DATASET
 from emonet.device import amp_enabled, resolve_device
 from emonet.distributed import init_distributed
 from emonet.errors import EmoNetError
@@ -32,10 +39,17 @@ from emonet.evaluation import (SUBSETS, check_results_dir, evaluation_results, l
 from emonet.features import load_feature_set
 from emonet.heads import HeadPredictor, head_record
 from emonet.finetune import load_frames_for, predict_frames
-from emonet.manifest import read_manifest
+from emonet.manifest import FEATURE_IDENTITY_KEYS, read_manifest
 from emonet.splits import selection_side, split_indices
 from emonet.training import load_training_checkpoint
 
+# AffectNet's expression labels of EmoNet's 8- and 5-class models (0 neutral, 1 happy, 2 sad, 3 surprise, 4 fear,
+# 5 disgust, 6 anger, 7 contempt; 8-10: none, uncertain, no face).
+EXPRESSION_CLASSES = {8: frozenset(range(8)), 5: frozenset({0, 1, 2, 3, 6})}
+# Cross-corpus --subset -> the evaluated dataset's official split.
+OFFICIAL_SPLITS = {"val": "validation", "train": "train"}
+SCALE_NOTE = ("labels and predictions on AFEW-VA's [-10, 10] (Aff-Wild2's and AffectNet's [-1, 1] x 10); 'normalized': "
+              "on [-1, 1]; CCC and PCC are the same on both")
 # --model_type -> the checkpoint's model_type (pretrained takes any checkpoint, for its split only)
 MODEL_TYPES = {"feature": "feature_head", "full": "emonet", "pretrained": None}
 
@@ -51,6 +65,9 @@ def get_args_parser():
     parser.add_argument("--data_root", default=None, help="folder the manifest's paths are relative to (default: the manifest's folder)")
     parser.add_argument("--subset", choices=SUBSETS, default="val",
                         help="val: the held-out side of the checkpoint's split; train; all (default: val)")
+    parser.add_argument("--expression_classes", type=int, choices=tuple(EXPRESSION_CLASSES), default=None,
+                        help="AffectNet: only the images whose expression is one of EmoNet's 8 classes (its cleaned "
+                             "test set, on which its paper reports valence CCC 0.82, arousal 0.75) or 5 (default: all)")
     parser.add_argument("--flip_tta", action="store_true",
                         help="full/pretrained on frames: average the predictions of each frame and its mirror (default: off)")
     parser.add_argument("--output_dir", default="evaluation_results", help="where results go (default: evaluation_results)")
@@ -88,8 +105,10 @@ def _resolve_input(args, ckpt: dict | None, on_frames: bool) -> dict:
             if described.get(key, value) != value:
                 raise EmoNetError(f"--{key} {value}: the manifest {manifest.path} holds {described[key]!r} "
                                   "features; drop the flag (the manifest decides)")
+        trained_on = settings.get("dataset", DEFAULT_DATASET) if ckpt and args.model_type == "feature" else None
         return {"manifest": manifest, "manifest_file": str(manifest.path.resolve()), "dataset_root": None,
-                "color_space": described.get("color_space"), "crop": described.get("crop")}
+                "color_space": described.get("color_space"), "crop": described.get("crop"), "dataset": manifest.dataset,
+                "trained_on": trained_on, "cross_corpus": trained_on is not None and trained_on != manifest.dataset}
     for flag, value in (("--manifest_file", args.manifest_file), ("--data_root", args.data_root)):
         if value:
             raise EmoNetError(f"{flag} applies to features; --model_type {args.model_type} here runs on frames")
@@ -98,7 +117,8 @@ def _resolve_input(args, ckpt: dict | None, on_frames: bool) -> dict:
             if settings[key] != value:
                 raise EmoNetError(f"--{key} {value}: the model was trained on {key} {settings[key]!r}; drop the flag")
     root = args.dataset_root or settings.get("dataset_root") or dataset_root_or_env(None)
-    return {"manifest": None, "manifest_file": None, "dataset_root": str(Path(root).resolve()),
+    return {"manifest": None, "manifest_file": None, "dataset_root": str(Path(root).resolve()), "dataset": DEFAULT_DATASET,
+            "trained_on": settings.get("dataset", DEFAULT_DATASET) if ckpt else None, "cross_corpus": False,
             "color_space": given.get("color_space", settings.get("color_space", DEFAULT_COLOR_SPACE)),
             "crop": given.get("crop", settings.get("crop", DEFAULT_CROP))}
 
@@ -114,6 +134,29 @@ def _subset(samples: list[dict], split: dict | None, subset: str) -> tuple[np.nd
     return chosen, [samples[i] for i in development]
 
 
+def _official_subset(samples: list[dict], subset: str, manifest) -> np.ndarray:
+    """Cross-corpus, or without a checkpoint: the evaluated dataset's own split (`--subset val`: its validation split, `train`: its training
+    split), or all of it; the checkpoint's split belongs to another corpus."""
+    if subset == "all":
+        return np.arange(len(samples))
+    wanted = OFFICIAL_SPLITS[subset]
+    chosen = np.array([i for i, s in enumerate(samples) if s.get("split") == wanted], dtype=int)
+    if not len(chosen):
+        raise EmoNetError(f"--subset {subset}: {manifest.path} ({manifest.dataset}) has no official {wanted} split, and "
+                          "the checkpoint's split (if any) belongs to another dataset; use --subset all")
+    return chosen
+
+
+def _with_expressions(samples: list[dict], chosen: np.ndarray, classes: int, manifest) -> np.ndarray:
+    """The chosen samples whose AffectNet expression is one of EmoNet's `classes` (8: the eight emotions, EmoNet's
+    cleaned test set; 5: neutral, happy, sad, surprise, anger)."""
+    if not all("expression" in samples[i] for i in chosen):
+        raise EmoNetError(f"--expression_classes: {manifest.path} ({manifest.dataset}) has no expression labels; it "
+                          "applies to AffectNet features")
+    wanted = EXPRESSION_CLASSES[classes]
+    return np.array([i for i in chosen if samples[i]["expression"] in wanted], dtype=int)
+
+
 def evaluate_features(args, ckpt: dict | None, source: dict) -> tuple[list[dict], np.ndarray, list[dict], list[dict]]:
     """Feature head, or EmoNet's own outputs stored in the feature files (pretrained).
 
@@ -122,12 +165,17 @@ def evaluate_features(args, ckpt: dict | None, source: dict) -> tuple[list[dict]
     manifest = source["manifest"]
     data = load_feature_set(manifest, args.data_root, progress=not args.no_progress)
     if args.model_type == "feature":
-        for key in ("color_space", "crop"):
-            trained, given = ckpt["settings"].get(key), source[key]
+        for key in FEATURE_IDENTITY_KEYS:  # the same EmoNet features, whichever dataset they come from
+            trained, given = ckpt["settings"].get(key), manifest.described_settings.get(key)
             if trained is not None and given is not None and trained != given:
                 raise EmoNetError(f"the model was trained on {key} {trained!r} but manifest {manifest.path} has "
                                   f"{given!r}; evaluate it on matching input")
-    chosen, development = _subset(data.samples, ckpt["split"] if ckpt else None, args.subset)
+    if source["cross_corpus"] or (ckpt is None and args.subset != "all"):
+        chosen, development = _official_subset(data.samples, args.subset, manifest), []
+    else:
+        chosen, development = _subset(data.samples, ckpt["split"] if ckpt else None, args.subset)
+    if args.expression_classes:
+        chosen = _with_expressions(data.samples, chosen, args.expression_classes, manifest)
     if args.model_type == "pretrained":
         if data.emonet_va is None:
             raise EmoNetError(f"{manifest.path}: the feature files lack EmoNet's own outputs (the seed's files and "
@@ -159,8 +207,11 @@ def evaluate_frames(args, ckpt: dict | None, source: dict, dist) -> tuple[list[d
 def main(args):
     if args.model_type != "pretrained" and not args.model_path:
         raise EmoNetError(f"--model_type {args.model_type} needs --model_path")
-    if args.subset != "all" and not args.model_path:
-        raise EmoNetError(f"--subset {args.subset} needs a checkpoint with a split (--model_path); use --subset all")
+    if args.subset != "all" and not (args.model_path or args.manifest_file):
+        raise EmoNetError(f"--subset {args.subset} needs a checkpoint with a split (--model_path), or a manifest of a "
+                          "dataset with an official split (--manifest_file); use --subset all")
+    if args.expression_classes and not args.manifest_file:
+        raise EmoNetError("--expression_classes applies to AffectNet features: give their --manifest_file")
     ckpt = load_training_checkpoint(args.model_path, MODEL_TYPES[args.model_type]) if args.model_path else None
     on_frames = _on_frames(args, ckpt)
     source = _resolve_input(args, ckpt, on_frames)
@@ -169,8 +220,10 @@ def main(args):
         "pretrained_path": str(Path(args.pretrained_path).resolve()) if args.model_type == "pretrained" and on_frames else None,
         "manifest_file": source["manifest_file"], "dataset_root": source["dataset_root"], "subset": args.subset,
         "split": ckpt["split"]["mode"] if ckpt else None, "color_space": source["color_space"], "crop": source["crop"],
-        "flip_tta": args.flip_tta,
+        "flip_tta": args.flip_tta, "expression_classes": args.expression_classes,
         "head": head_record(ckpt) if args.model_type == "feature" else None,
+        "dataset": source["dataset"], "trained_on": source["trained_on"], "cross_corpus": source["cross_corpus"],
+        "scale": SCALE_NOTE,
     }
     check_results_dir(args.output_dir, info, args.overwrite)
     dist = init_distributed(args.device if on_frames else "cpu")
@@ -183,7 +236,7 @@ def main(args):
             return 0
         trained = ckpt is not None and args.model_type != "pretrained"  # the released model was not selected here
         info |= {"excluded_frames": excluded, "selection_side": selection_side(ckpt["split"]) if trained else None,
-                 "selected_on_evaluated_frames": trained and selected_on(samples, ckpt["split"])}
+                 "selected_on_evaluated_frames": trained and not source["cross_corpus"] and selected_on(samples, ckpt["split"])}
         results = evaluation_results(samples, pred, development, info)
         write_evaluation(args.output_dir, results, samples, pred)
         print(summary_table(results))

@@ -1,20 +1,27 @@
-"""Valence and arousal on your own videos and images, with EmoNet zero-shot or a model this project trained.
+"""Valence and arousal of every person in your own videos and images, with EmoNet zero-shot or a model this project
+trained.
 
     python predict.py --inputs interview.mp4 --pretrained_path pretrained/emonet_8.pth --render
     python predict.py --inputs clips/ faces/ portrait.jpg --model_path hsv_temporal_features_training/best_model.pth \\
         --output_dir predictions_hsv_temporal
-    python predict.py --inputs interview.mp4 --model_path hsv_full_training/best_model.pth --device cuda
+    python predict.py --inputs lecture.mp4 --faces largest --sample_fps 5 --device cuda
 
 --inputs: video files (mp4, avi, mov, mkv, ... whatever OpenCV's FFmpeg backend reads), images (png, jpg, ...)
 and folders of images (sorted by name, one sequence each). Without --model_path, EmoNet's own valence,
 arousal (on AFEW-VA's scale [-10, 10]) and expression probabilities; with it, a head of
-train_emonet_features.py (frame, smooth or temporal: the latter two run along each input's frames) or a
-network of train_emonet_hsv.py, each in the colour space, crop and precision of its own record. One face a
-sequence (MTCNN, offline: the largest where a face first appears, then followed). Writes predictions.csv (a
-row per frame, empty values where no face was found), predictions.json (model, detector, per input its frames,
-faces, fps and any error), a PNG per video or image sequence and, with --render, an annotated MP4 per video.
-A rerun into the same folder skips finished inputs; a folder made with another model is refused. An input
-that cannot be read is named and listed, the others are predicted, and the exit status is 1.
+train_emonet_features.py (frame, smooth or temporal: the latter two run along each person's frames) or a
+network of train_emonet_hsv.py, each in the colour space, crop and precision of its own record.
+
+--faces all (default): every face gets a person id (1, 2, ... in order of first appearance) that holds through
+crossings, exits and re-entries and shot cuts (motion within a shot, a face-identity descriptor across gaps and
+cuts); --faces largest: one face followed, one row per frame, for one-person footage.
+
+Writes predictions.csv (a row per frame and person; a frame without anybody keeps one row), people.csv (per input
+and person: time on screen, mean, median, SD, min, max, quadrant shares), a thumbnail of each person, a PNG of
+valence and arousal over time per input, predictions.json, report.html and, with --render, annotated videos and
+images. Long videos stream (memory stays flat) and an interrupted input continues where it stopped; a rerun skips
+finished inputs; a folder made with another model or other options is refused. An input that cannot be read is
+named and listed, the others are predicted, and the exit status is 1.
 """
 import argparse
 import logging
@@ -24,9 +31,10 @@ from pathlib import Path
 from emonet.cli import run
 from emonet.constants import DEFAULT_PRETRAINED_PATH
 from emonet.device import DEVICE_CHOICES, resolve_device
-from emonet.errors import EmoNetError
+from emonet.errors import CheckpointError, EmoNetError
 from emonet.media import discover
-from emonet.prediction import CROPS, Predictor, check_run_folder, finished, load_model, write_input, write_summary
+from emonet.prediction import CROPS, FACE_MODES, PredictOptions, Predictor, check_run_folder, load_model
+from emonet.prediction_outputs import finish_input, finished, input_files, write_rows, write_summary
 
 logger = logging.getLogger("emonet")
 
@@ -40,18 +48,26 @@ def get_args_parser():
                         help="a checkpoint of train_emonet_features.py (any head) or train_emonet_hsv.py "
                              "(default: none, EmoNet zero-shot)")
     parser.add_argument("--pretrained_path", default=DEFAULT_PRETRAINED_PATH,
-                        help=f"the released EmoNet weights: the network itself (zero-shot), the feature extractor of a "
-                             f"head (it must be the checkpoint its features were extracted with), and the landmarks "
+                        help=f"the released EmoNet weights: the network itself (zero-shot) and the feature extractor of "
+                             f"a head (it must be the checkpoint its features were extracted with) "
                              f"(default: {DEFAULT_PRETRAINED_PATH})")
+    parser.add_argument("--faces", choices=FACE_MODES, default="all",
+                        help="all: every face, each with a person id that holds through the input; largest: one face "
+                             "followed (the largest where one first appears), one row per frame (default: all)")
+    parser.add_argument("--sample_fps", type=float, default=None,
+                        help="analyse this many frames a second of each video; the others are neither detected nor "
+                             "predicted and get no row (time_s stays true); videos only (default: every frame)")
     parser.add_argument("--crop", choices=CROPS, default="model",
-                        help="model: the crop the model was trained with (landmarks: EmoNet's crop from 68 points of its "
-                             "own heatmaps; resize: the whole frame); box: a square around the detector's box; "
-                             "zero-shot's is landmarks (default: model)")
+                        help="model: the crop the model was trained with (landmarks: EmoNet's crop from 68 points of "
+                             "dlib's landmark predictor; resize: the whole frame); box: a square around the detector's "
+                             "box; zero-shot's is landmarks (default: model)")
     parser.add_argument("--output_dir", default="predictions", help="where the outputs go (default: predictions)")
     parser.add_argument("--render", action="store_true",
-                        help="also write each video annotated (box, values, valence-arousal plane) as MP4 (default: off)")
+                        help="also write each input annotated (each person's box, id and values, the valence-arousal "
+                             "plane): videos as MP4 and WebM, images as JPEG (default: off)")
     parser.add_argument("--batch_size", type=int, default=8,
-                        help="frames decoded and cropped together; on the CPU EmoNet still runs one at a time (default: 8)")
+                        help="frames decoded and cropped together; on CUDA their faces go through EmoNet together, on "
+                             "the CPU EmoNet runs one face at a time (default: 8)")
     parser.add_argument("--amp", action="store_true", default=None,
                         help="bf16 autocast (CUDA, or a CPU with AVX-512 BF16 or AMX); for a head, its features' "
                              "precision decides and this must agree (default: the model's record; off for zero-shot)")
@@ -60,41 +76,76 @@ def get_args_parser():
                              "were made (default: the model's record; off for zero-shot)")
     parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
     parser.add_argument("--overwrite", action="store_true",
-                        help="replace the predictions of another model in --output_dir (default: refuse)")
+                        help="replace the predictions of another model or other options in --output_dir (default: refuse)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
     return parser
 
 
-def main(args) -> int:
+def check_args(args, sources) -> None:
+    """Refuse, before any work, what cannot work or would be ignored."""
     if args.batch_size < 1:
         raise EmoNetError(f"--batch_size {args.batch_size}: at least 1")
-    device = resolve_device(args.device)
+    if args.sample_fps is not None:
+        if not args.sample_fps > 0:
+            raise EmoNetError(f"--sample_fps {args.sample_fps}: a number of frames a second above 0")
+        stills = [s for s in sources if s.kind != "video"]
+        if stills:
+            raise EmoNetError(f"--sample_fps applies to videos; {stills[0].path} is {'a folder of images' if stills[0].kind == 'folder' else 'an image'}"
+                              ": predict it in a run of its own")
+    if args.model_path and not Path(args.model_path).is_file():
+        raise CheckpointError(f"--model_path {args.model_path}: file not found")
+
+
+def main(args) -> int:
     sources = discover(args.inputs)
+    check_args(args, sources)
+    device = resolve_device(args.device)
     model = load_model(args.model_path, args.pretrained_path, args.crop, args.amp, args.compile, device)
+    options = PredictOptions(args.faces, args.sample_fps, args.batch_size, progress=not args.no_progress)
+    record = {"faces": args.faces, "sample_fps": args.sample_fps}
     output_dir = Path(args.output_dir)
-    check_run_folder(output_dir, model.identity, args.overwrite)
-    predictor = Predictor(model, device, args.batch_size, progress=not args.no_progress)
+    check_run_folder(output_dir, {**model.identity, "options": record}, args.overwrite)
+    if model.head is not None and model.head.kind == "temporal" and args.sample_fps:
+        logger.warning("--sample_fps with a temporal head: it was trained on consecutive frames, and sees a sampled "
+                       "sequence with most of its positions empty (see the guide)")
+    predictor = Predictor(model, device, options)
     entries = []
-    for source in sources:
-        entry = finished(output_dir, source, args.render)
-        if entry is not None:
-            print(f"{source.path}: skipped (finished: {entry['faces']} of {entry['frames']} frames with a face)")
-        else:
+    try:
+        for source in sources:
+            entry = finished(output_dir, source, args.render)
+            if entry is not None:
+                warned = "; " + "; ".join(entry["warnings"]) if entry["warnings"] else ""
+                print(f"{source.path}: skipped (finished: {len(entry['people'])} people in {entry['analysed_frames']} "
+                      f"analysed frames{warned})")
+                entries.append(entry)
+                continue
             try:
-                result = predictor.run(source)
+                files = input_files(output_dir, source)
+                result = predictor.run(source, files["parts"],
+                                       lambda path, rows, source=source: write_rows(path, rows, model, source))
+                entry = finish_input(output_dir, source, result, model, args.render)
             except (EmoNetError, OSError, ValueError) as exc:  # named, listed, and the other inputs go on
                 logger.error("%s", exc)
                 entries.append({"input": str(source.path), "name": source.name, "kind": source.kind, "error": str(exc)})
                 continue
-            entry = write_input(output_dir, source, result, model, args.render)
-            print(f"{source.path}: a face in {entry['faces']} of {entry['frames']} frames -> {output_dir}/")
-        entries.append(entry)
-    write_summary(output_dir, model.identity, entries)
+            warned = f" ({'; '.join(entry['warnings'])})" if entry["warnings"] else ""
+            print(f"{source.path}: {len(entry['people'])} people in {entry['analysed_frames']} analysed frames{warned} "
+                  f"-> {output_dir}/")
+            entries.append(entry)
+    except KeyboardInterrupt:
+        write_summary(output_dir, model.identity, record, entries)  # what is finished stays usable
+        raise
+    write_summary(output_dir, model.identity, record, entries)
     failed = [e for e in entries if e["error"]]
-    print(f"{len(entries) - len(failed)} of {len(entries)} inputs predicted; predictions.csv and predictions.json in "
-          f"{output_dir}/" + (f"; {len(failed)} could not be read (listed in predictions.json)" if failed else ""))
+    print(f"{len(entries) - len(failed)} of {len(entries)} inputs predicted; predictions.csv, people.csv, predictions.json "
+          f"and report.html in {output_dir}/" + (f"; {len(failed)} could not be read (listed in predictions.json)" if failed else ""))
     return 1 if failed else 0
 
 
+def interrupted(args) -> str:
+    return (f"predictions.csv and predictions.json in {args.output_dir}/ hold the inputs already finished; the same "
+            "command continues the interrupted input from its last checkpoint and skips the finished ones")
+
+
 if __name__ == "__main__":
-    sys.exit(run(main, get_args_parser().parse_args()))
+    sys.exit(run(main, get_args_parser().parse_args(), interrupted=interrupted))

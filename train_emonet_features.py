@@ -85,6 +85,7 @@ def main(args):
     check_head_args(args, get_args_parser())
     device = resolve_device(args.device)
     manifest = read_manifest(args.manifest_file or default_manifest(Path.cwd()))
+    manifest.check_head(args.head)
     kind = "" if args.head == DEFAULT_HEAD else f"{args.head}_"
     args.output_dir = str(args.output_dir or f"{manifest.color_space or 'unknown'}_{kind}{OUTPUT_KIND}")
     output_dir = Path(args.output_dir)

@@ -36,14 +36,18 @@ class Frame:
     frame: str
     actor: str
     image_path: Path
-    valence: float  # raw scale [-10, 10]
+    valence: float  # on its dataset's own scale: AFEW-VA [-10, 10], Aff-Wild2 and AffectNet [-1, 1]
     arousal: float
     landmarks: np.ndarray | None  # 68 x 2, pixel coordinates (may lie outside the frame); None when not read
+    split: str = ""  # a dataset's official split ("train", "validation"); AFEW-VA has none
+    expression: int | None = None  # AffectNet's expression label (0-7 the eight emotions, 8-10 none/uncertain/no face)
 
     def sample(self) -> dict:
-        """The frame as a manifest/split sample (see `manifest.py`, `splits.py`)."""
-        return {"clip": self.clip, "frame": self.frame, "actor": self.actor, "valence": self.valence,
-                "arousal": self.arousal}
+        """The frame as a manifest/split sample (see `manifest.py`, `splits.py`); labels on its dataset's scale."""
+        sample = {"clip": self.clip, "frame": self.frame, "actor": self.actor, "valence": self.valence,
+                  "arousal": self.arousal}
+        sample |= {"split": self.split} if self.split else {}
+        return sample | ({"expression": self.expression} if self.expression is not None else {})
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,7 @@ PROBLEM_KINDS = (
     "unlabelled_image",
     "mixed_image_formats",
     "unreadable_image",
+    "unreadable_annotation",  # Aff-Wild2 / AffectNet: a line that cannot be read (file:line named)
 )
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from .colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
 from .constants import AFEW_VA_ROOT_ENV, DEFAULT_PRETRAINED_PATH
 from .crop import CROP_MODES, DEFAULT_CROP
+from .datasets import DATASETS, DEFAULT_DATASET
 from .device import DEVICE_CHOICES, amp_enabled
 from .errors import EmoNetError
 from .losses import LOSS_NAMES
@@ -111,6 +112,10 @@ def add_runtime_arguments(parser, batch_size: int) -> None:
 def add_extraction_arguments(parser, color_space: str) -> None:
     """The flags of both extraction scripts, which differ only in the default colour space."""
     add_frame_arguments(parser, color_space)
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default=DEFAULT_DATASET,
+                        help="which dataset --dataset_root holds: afew_va (001/ ... 600/), aff_wild2 (VA_Set/ and "
+                             "cropped_aligned/; --crop resize), affectnet (training.csv, validation.csv and "
+                             f"Manually_Annotated_Images/) (default: {DEFAULT_DATASET})")
     add_runtime_arguments(parser, batch_size=32)
     parser.add_argument("--output_dir", default=None,
                         help="feature folder (default: features_<color space>/, features/ for rgb)")

@@ -172,6 +172,13 @@ def check_manifests(manifests: dict[str, Manifest], common_frames: bool) -> Comm
         if "color_space" in m.settings and m.settings["color_space"] != label:
             raise EmoNetError(f"--manifests {label}={m.path}: that manifest holds {m.settings['color_space']!r} "
                               f"features, not {label!r}")
+    datasets = {m.dataset for m in manifests.values()}
+    if datasets != {"afew_va"}:
+        # Aff-Wild2 and AffectNet have an official training / validation split, which a comparison must score on;
+        # that protocol (and cross-corpus rows) is not built yet: K-fold cross-validation would quietly ignore it.
+        raise EmoNetError(f"the manifests hold {', '.join(sorted(datasets))} features: compare_color_spaces.py runs "
+                          "AFEW-VA's cross-validation only; the official-split protocol for Aff-Wild2 and AffectNet is "
+                          "not built yet (see the guide's 'Other datasets')")
     with_settings = {label: m for label, m in manifests.items() if m.settings}
     for key in FEATURE_IDENTITY_KEYS:
         if key == "color_space":

@@ -44,4 +44,4 @@ AFEW_VA_FOLDER = "AFEW-VA"
 AFEW_VA_ROOT_ENV = "AFEW_VA_ROOT"
 
 # Feature files and manifest written by extraction and read by training/evaluation.
-MANIFEST_FORMAT = "emonet-features/1"
+MANIFEST_FORMAT = "emonet-features/2"

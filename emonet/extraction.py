@@ -1,11 +1,14 @@
-"""Per-frame EmoNet features for AFEW-VA: `<output_dir>/<clip>/<frame>.npz` plus a manifest.
+"""EmoNet features of every frame of a dataset (AFEW-VA, Aff-Wild2, AffectNet: `datasets.py`): one file a clip,
+`<output_dir>/<clip>.npz` (`feature_store.py`), plus a manifest.
 
-Each `.npz` holds `features` (float32, 256), the raw labels `valence` and `arousal`, and EmoNet's own
-outputs from the same pass (`emonet_valence`, `emonet_arousal` on [-1, 1], `emonet_expression` logits)
-so that the pretrained model can be evaluated zero-shot later.
+Each frame has `features` (float32, 256), its labels `valence` and `arousal` (the dataset's scale), and EmoNet's
+own outputs from the same pass (`emonet_valence`, `emonet_arousal` on [-1, 1], `emonet_expression` logits) so
+that the pretrained model can be evaluated zero-shot later.
 
-Resumable: every file is written under a temporary name and renamed, so a file under its final name is
-complete; a rerun skips frames whose file loads and extracts the rest. Under torchrun each process extracts
+Resumable: while it runs, each frame is written to `<output_dir>/<clip>/<frame>.npz` under a temporary name and
+renamed, so a file under its final name is complete; at the end every clip is packed into its clip file and its
+per-frame files removed. A rerun skips frames found in a clip file or a complete per-frame file and extracts the
+rest. Under torchrun each process extracts
 its own whole clips; a rerun with another number of processes resumes the same folder. The settings that define the
 features (colour space, crop, checkpoint, precision, with `-compiled` after it for --compile) are pinned in
 `<output_dir>/extraction_settings.json` before the first file is written; a run with other settings for the
@@ -15,6 +18,7 @@ import json
 import logging
 import os
 import zipfile
+from itertools import chain
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,16 +26,18 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .afew_va import Frame, Problem, no_usable_frame, read_afew_va, resolve_dataset_root
+from .afew_va import Frame, Problem, no_usable_frame
 from .checkpoint import load_emonet
 from .cli import dataset_root_or_env
-from .constants import FEATURE_DIM, IMAGE_SIZE
+from .constants import AFEW_VA_ROOT_ENV, FEATURE_DIM, IMAGE_SIZE
 from .data import FrameDataset, frame_loader, split_failures
+from .datasets import DEFAULT_DATASET, check_crop, dataset_settings, read_dataset
 from .device import amp_enabled
 from .distributed import Distributed, init_distributed, shard_clips
 from .errors import DatasetError
 from .inference import COMPILED_SUFFIX, compile_model, infer, prepare
 from .io import TMP_SUFFIX, save_npz, sha256_file, write_json
+from .feature_store import FRAME_KEYS, clip_file, clip_frames, frame_file, pack_clip
 from .manifest import FEATURE_IDENTITY_KEYS, default_feature_paths, write_manifest
 from .runs import check_kind
 
@@ -39,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "extraction_settings.json"
 ERRORS_FILE = "extraction_errors.json"
-NPZ_KEYS = ("features", "valence", "arousal", "emonet_valence", "emonet_arousal", "emonet_expression")
 
 
 @dataclass
@@ -58,13 +63,18 @@ class ExtractionConfig:
     limit: int | None = None
     overwrite: bool = False
     progress: bool = True
+    dataset: str = DEFAULT_DATASET
 
     @classmethod
     def from_args(cls, args) -> "ExtractionConfig":
         """From the extraction scripts' flags (see `cli.add_extraction_arguments`); the default feature folder
         and manifest follow the colour space (`manifest.default_feature_paths`)."""
         output_dir, manifest_file = default_feature_paths(args.color_space)
-        return cls(
+        check_crop(args.dataset, args.crop)
+        if args.dataset != DEFAULT_DATASET and not args.dataset_root:
+            raise DatasetError(f"--dataset {args.dataset} needs --dataset_root, its top folder (${AFEW_VA_ROOT_ENV} is "
+                               "AFEW-VA's)")
+        return cls(dataset=args.dataset,
             dataset_root=dataset_root_or_env(args.dataset_root), output_dir=args.output_dir or output_dir,
             manifest_file=args.manifest_file or manifest_file, pretrained_path=args.pretrained_path,
             color_space=args.color_space, crop=args.crop, batch_size=args.batch_size, num_workers=args.num_workers,
@@ -96,15 +106,11 @@ class ExtractionResult:
                 f"manifest: {self.manifest_path}; errors: {self.errors_path}")
 
 
-def feature_path(output_dir: Path, frame: Frame) -> Path:
-    return output_dir / frame.clip / f"{frame.frame}.npz"
-
-
 def feature_file_ok(path: Path) -> bool:
-    """True when `path` is a complete feature file (all keys, 256 finite features)."""
+    """True when `path` is a complete per-frame feature file (all keys, 256 finite features)."""
     try:
         with np.load(path) as data:
-            return set(NPZ_KEYS) <= set(data.files) and data["features"].shape == (FEATURE_DIM,) and bool(
+            return set(FRAME_KEYS) <= set(data.files) and data["features"].shape == (FEATURE_DIM,) and bool(
                 np.isfinite(data["features"]).all())
     except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError):
         return False
@@ -116,10 +122,12 @@ def _check_settings(output_dir: Path, identity: dict) -> None:
     run that failed before its first frame."""
     check_kind(output_dir, "extraction")
     path = output_dir / SETTINGS_FILE
-    has_features = output_dir.is_dir() and any(output_dir.glob("*/*.npz"))
+    has_features = output_dir.is_dir() and (any(output_dir.glob("*.npz")) or any(output_dir.glob("*/*.npz")))
     if has_features and path.is_file():
         pinned = json.loads(path.read_text())
-        changed = [f"{k}: {pinned.get(k)!r} -> {identity[k]!r}" for k in FEATURE_IDENTITY_KEYS if pinned.get(k) != identity[k]]
+        pinned.setdefault("dataset", DEFAULT_DATASET)  # folders pinned before other datasets were read: AFEW-VA's
+        changed = [f"{k}: {pinned.get(k)!r} -> {identity[k]!r}" for k in (*FEATURE_IDENTITY_KEYS, "dataset")
+                   if pinned.get(k) != identity[k]]
         if changed:
             raise DatasetError(
                 f"{output_dir} holds features made with other settings ({'; '.join(changed)}); refusing to mix "
@@ -133,11 +141,15 @@ def _check_settings(output_dir: Path, identity: dict) -> None:
 
 
 def _pending(frames: list[Frame], output_dir: Path, overwrite: bool) -> list[int]:
-    """Indices of the frames still to extract. Removes temp files of killed runs."""
+    """Indices of the frames still to extract: neither in their clip's file nor in a complete per-frame file of a
+    run that was stopped before packing. Removes temp files of killed runs."""
+    packed = {}
     for clip in {f.clip for f in frames}:
-        for stale in (output_dir / clip).glob(f".*{TMP_SUFFIX}*"):  # .<name>.<random>.tmp<suffix>
-            stale.unlink(missing_ok=True)
-    return [i for i, f in enumerate(frames) if overwrite or not feature_file_ok(feature_path(output_dir, f))]
+        for stale in chain((output_dir / clip).glob(f".*{TMP_SUFFIX}*"), output_dir.glob(f".{clip}.npz*{TMP_SUFFIX}*")):
+            stale.unlink(missing_ok=True)  # .<name>.<random>.tmp<suffix>
+        packed[clip] = set() if overwrite else clip_frames(clip_file(output_dir, clip))
+    return [i for i, f in enumerate(frames) if overwrite or not (
+        f.frame in packed[f.clip] or feature_file_ok(frame_file(output_dir, f.clip, f.frame)))]
 
 
 def _prepare_folder(output_dir: Path, identity: dict, frames: list[Frame], overwrite: bool,
@@ -181,7 +193,6 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult | None:
 def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | None:
     device = dist.device
     amp = amp_enabled(device, config.amp)
-    dataset_root = resolve_dataset_root(config.dataset_root)
     output_dir, manifest_path = Path(config.output_dir), Path(config.manifest_file)
     model, _ = load_emonet(config.pretrained_path, device)
     identity = {
@@ -190,8 +201,10 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
         "image_size": IMAGE_SIZE,
         "pretrained_sha256": sha256_file(config.pretrained_path),
         "precision": ("bf16" if amp else "fp32") + (COMPILED_SUFFIX if config.compile else ""),
+        "dataset": config.dataset,
     }
-    frames, problems = read_afew_va(dataset_root, config.limit, need_landmarks=config.crop == "landmarks")
+    read = read_dataset(config.dataset, config.dataset_root, config.limit, need_landmarks=config.crop == "landmarks")
+    dataset_root, frames, problems = read.root, read.frames, read.problems
     errors_path = output_dir / ERRORS_FILE
     if not frames:
         if dist.is_main:  # the problems, listed for the user to fix, and the message names the first ones
@@ -219,7 +232,7 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
                     for j, i in enumerate(good):
                         frame = mine[batch["index"][i]]
                         save_npz(
-                            feature_path(output_dir, frame),
+                            frame_file(output_dir, frame.clip, frame.frame),
                             features=out["features"][j],
                             valence=np.float32(frame.valence),
                             arousal=np.float32(frame.arousal),
@@ -238,6 +251,8 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
     manifest_dir = manifest_path.resolve().parent
     settings = {
         **identity,
+        **dataset_settings(config.dataset),
+        "skipped_by_dataset_rules": read.skipped,
         "pretrained_path": str(config.pretrained_path),
         "n_expression": model.n_expression,
         "dataset_root": str(dataset_root.resolve()),
@@ -245,10 +260,14 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
         "feature_dim": FEATURE_DIM,
         "torch_version": torch.__version__,
     }
-    samples = [
-        {"path": Path(os.path.relpath(feature_path(output_dir, f).resolve(), manifest_dir)).as_posix(), **f.sample()}
-        for f in done
-    ]
+    by_clip: dict[str, list[Frame]] = {}
+    for f in done:
+        by_clip.setdefault(f.clip, []).append(f)
+    samples = []
+    for clip, clip_frames_done in tqdm(by_clip.items(), unit="clip", desc="packing clips", disable=not config.progress):
+        pack_clip(output_dir, clip, [f.frame for f in clip_frames_done])
+        path = Path(os.path.relpath(clip_file(output_dir, clip).resolve(), manifest_dir)).as_posix()
+        samples += [{"path": path, **f.sample()} for f in clip_frames_done]
     _write_errors(errors_path, problems)
     write_manifest(manifest_path, settings, samples)
     return ExtractionResult(len(pending), len(pending) - len(failed), len(failed), len(frames) - len(pending),

@@ -15,7 +15,7 @@ weight), and the temporal network sees zeros there, exactly as beyond the clip's
 for them. A clip's predictions therefore never depend on which other clips share its batch, nor on how
 much padding it gets.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -160,6 +160,8 @@ class TemporalHead(nn.Module):
             raise ValueError(f"kernel {kernel}: a non-causal convolution centred on its frame needs an odd kernel")
         self.register_buffer("feature_mean", torch.zeros(in_dim))
         self.register_buffer("feature_std", torch.ones(in_dim))
+        # Frames on each side an output depends on: (kernel - 1) / 2 at dilations 1, 2, ..., 2^(levels - 1).
+        self.radius = (kernel - 1) // 2 * (2**levels - 1)
         # Per-frame projections in and out: linear layers (a matrix product per batch, faster on the CPU than the
         # equivalent 1-wide convolutions).
         self.input = nn.Linear(in_dim, channels)
@@ -267,3 +269,68 @@ class HeadPredictor:
         if self.kind == "smooth":
             pred = smooth_clips(pred, ClipSequences.from_samples(samples), self.sigma)
         return pred
+
+    @property
+    def context(self) -> int:
+        """Frames on each side of a frame that its prediction depends on: the temporal network's receptive radius,
+        the smooth head's Gaussian radius (scipy's, 4 sigma), 0 for the frame head."""
+        if self.kind == "temporal":
+            return self.network.radius
+        if self.kind == "smooth":
+            return int(GAUSSIAN_TRUNCATE * self.sigma + 0.5)
+        return 0
+
+
+# scipy.ndimage.gaussian_filter1d's default truncation: its kernel reaches int(4 sigma + 0.5) frames each side.
+GAUSSIAN_TRUNCATE = 4.0
+# Frame numbers per block of a SequenceStream.
+STREAM_BLOCK = 256
+
+
+@dataclass
+class SequenceStream:
+    """A head's predictions along one sequence (one person's frames in predict.py) as its frames arrive, equal to those
+    of the whole sequence at once: frame t's depends on frames t - C .. t + C only (C = `HeadPredictor.context`), so
+    the sequence is cut into blocks of STREAM_BLOCK frame numbers from its first frame, and each block is predicted
+    from its frames and the C frame numbers on either side once no frame there can still arrive. A block's figures
+    never depend on when it was computed (a resumed run gives the same), and the stream holds at most a block and
+    2 C frames."""
+
+    predictor: HeadPredictor
+    origin: int | None = None  # the sequence's first frame number
+    block: int = 0  # the next block to predict
+    frames: list[int] = field(default_factory=list)
+    features: list[np.ndarray] = field(default_factory=list)
+
+    def push(self, frame: int, features: np.ndarray) -> None:
+        if self.origin is None:
+            self.origin = frame
+        self.frames.append(frame)
+        self.features.append(features)
+
+    def ready(self, now: int | None) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """(frame, prediction, frame head's prediction) of every block no frame can still change: all frame numbers
+        below `now` have been pushed (None: the sequence has ended)."""
+        out = []
+        context = self.predictor.context
+        while self.frames:
+            start = self.origin + self.block * STREAM_BLOCK
+            pending = [f for f in self.frames if f >= start]  # the others are the left context of this block
+            if not pending:
+                break
+            if pending[0] >= start + STREAM_BLOCK:  # a gap: on to the block of the next frame held
+                self.block = (pending[0] - self.origin) // STREAM_BLOCK
+                continue
+            end = start + STREAM_BLOCK
+            if now is not None and now < end + context:
+                break
+            window = [i for i, f in enumerate(self.frames) if start - context <= f < end + context]
+            samples = [{"clip": "sequence", "frame": str(self.frames[i])} for i in window]
+            features = np.stack([self.features[i] for i in window])
+            cpu = torch.device("cpu")
+            pred, raw = self.predictor.predict(features, samples, cpu), self.predictor.raw(features, samples, cpu)
+            out += [(self.frames[i], pred[j], raw[j]) for j, i in enumerate(window) if start <= self.frames[i] < end]
+            self.block += 1
+            keep = [i for i, f in enumerate(self.frames) if f >= end - context]
+            self.frames, self.features = [self.frames[i] for i in keep], [self.features[i] for i in keep]
+        return out

@@ -1,8 +1,17 @@
 """The feature manifest: the hand-over between extraction and training/evaluation.
 
-Format `emonet-features/1`: `{"format", "settings": {color_space, crop, image_size, pretrained_path,
-pretrained_sha256, dataset_root, ...}, "samples": [{"path", "clip", "frame", "actor", "valence",
-"arousal"}, ...]}`. `path` is relative to the manifest's folder; labels are raw ([-10, 10]).
+In memory a manifest is its settings and a list of samples, one a frame: `{"path", "clip", "frame", "actor",
+"valence", "arousal"}`, plus `"split"` where the dataset has an official one and `"expression"` for AffectNet.
+`path` is relative to the manifest's folder (one clip file for all frames of a clip, `feature_store.py`); labels
+are on the dataset's own scale ([-10, 10] for AFEW-VA, [-1, 1] for Aff-Wild2 and AffectNet: `label_scale`).
+
+On disk, format `emonet-features/2` (written): `{"format", "settings": {color_space, crop, image_size,
+pretrained_path, pretrained_sha256, dataset_root, dataset, label_scale, has_time, ...}, "clips": {"path": [...],
+"clip": [...], "actor": [...], "split": [...]}, "frames": {"clip_index": [...], "frame": [...], "valence": [...],
+"arousal": [...], ...}}`: columns, the clip's fields once a clip. At Aff-Wild2's 2.8 million frames the list of
+objects of format 1 was 445 MB of JSON and 2.6 GB of memory to read; columns make it a fraction of both, and the
+samples of one clip share its strings. Format `emonet-features/1` (`"samples": [{...}, ...]`, earlier
+extractions) is read too.
 
 The seed's older manifest, `{"features_hsv/001/00000.npz": {"valence": v, "arousal": a}, ...}`, is read
 too: its clip is the path's parent folder, its frame the file name, its actor unknown ("").
@@ -13,11 +22,15 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .colour import COLOR_SPACES
-from .constants import MANIFEST_FORMAT
+from .constants import LABEL_SCALE, MANIFEST_FORMAT
 from .errors import DatasetError
 from .io import write_json
 
 SAMPLE_KEYS = ("path", "clip", "frame", "actor", "valence", "arousal")
+# A clip's fields, written once a clip in format 2 (None: a sample without it, e.g. no official split).
+CLIP_FIELDS = ("path", "clip", "actor", "split")
+# Format 1: a list of sample objects (earlier extractions).
+LIST_FORMAT = "emonet-features/1"
 # Settings that define the features: two feature sets that differ in one of these are different inputs.
 FEATURE_IDENTITY_KEYS = ("color_space", "crop", "image_size", "pretrained_sha256", "precision")
 # The seed's names for RGB features; every other colour space gets `features_<space>` (hsv: the seed's too).
@@ -57,13 +70,68 @@ class Manifest:
         what a checkpoint records, so that resuming or evaluating on other features is refused for those too."""
         return {**self.settings, "color_space": self.color_space} if self.color_space else dict(self.settings)
 
+    @property
+    def dataset(self) -> str:
+        """The dataset the features come from (manifests written before other datasets were read: AFEW-VA)."""
+        return str(self.settings.get("dataset", "afew_va"))
+
+    @property
+    def has_time(self) -> bool:
+        """Whether its clips are videos (smooth and temporal heads apply) or single images (AffectNet)."""
+        return bool(self.settings.get("has_time", True))
+
+    def check_head(self, head: str) -> None:
+        """Refuse a head that runs along clips on features of single images."""
+        if head != "frame" and not self.has_time:
+            raise DatasetError(f"{self.path}: {self.dataset}'s samples are single images, without time: the {head} head "
+                               "runs along the frames of a video; use --head frame")
+
+    @property
+    def label_scale(self) -> float:
+        """Half-range of the labels in this manifest: 1 for Aff-Wild2 and AffectNet, 10 for AFEW-VA (and for
+        manifests written before other datasets were read, and the seed's)."""
+        return float(self.settings.get("label_scale", LABEL_SCALE))
+
     def resolve(self, sample: dict, data_root: str | os.PathLike | None = None) -> Path:
         """Absolute path of a sample's feature file: relative to `data_root`, by default the manifest's folder."""
         return Path(data_root if data_root is not None else self.path.parent) / sample["path"]
 
 
 def write_manifest(path: str | os.PathLike, settings: dict, samples: list[dict]) -> None:
-    write_json(path, {"format": MANIFEST_FORMAT, "settings": settings, "samples": samples}, indent=1)
+    """Write format 2: a clip's fields (`CLIP_FIELDS`) once for each run of samples that share them, every other
+    field a column of the frames (None where a sample lacks it)."""
+    clips = {k: [] for k in CLIP_FIELDS}
+    frame_keys = sorted({k for s in samples for k in s} - set(CLIP_FIELDS), key=lambda k: (k not in SAMPLE_KEYS, k))
+    frames = {"clip_index": [], **{k: [] for k in frame_keys}}
+    last = None
+    for sample in samples:
+        fields = tuple(sample.get(k) for k in CLIP_FIELDS)
+        if fields != last:
+            for k, v in zip(CLIP_FIELDS, fields, strict=True):
+                clips[k].append(v)
+            last = fields
+        frames["clip_index"].append(len(clips["path"]) - 1)
+        for k in frame_keys:
+            frames[k].append(sample.get(k))
+    write_json(path, {"format": MANIFEST_FORMAT, "settings": settings, "clips": clips, "frames": frames}, indent=None)
+
+
+def _columns_samples(path: Path, data: dict) -> list[dict]:
+    """The samples of a format-2 manifest; a sample of a clip shares its strings."""
+    clips, frames = data.get("clips"), data.get("frames")
+    try:
+        clip_rows = [{k: v for k, v in zip(CLIP_FIELDS, values, strict=True) if v is not None}
+                     for values in zip(*(clips[k] for k in CLIP_FIELDS), strict=True)]
+        keys = [k for k in frames if k != "clip_index"]
+        samples = [{**clip_rows[c], **{k: v for k, v in zip(keys, values, strict=True) if v is not None}}
+                   for c, *values in zip(frames["clip_index"], *(frames[k] for k in keys), strict=True)]
+    except (TypeError, KeyError, IndexError, ValueError) as exc:
+        raise DatasetError(f"{path}: malformed manifest columns ({type(exc).__name__}: {exc}); 'clips' must hold "
+                           f"{', '.join(CLIP_FIELDS)} and 'frames' clip_index, frame, valence, arousal, of equal "
+                           "lengths") from None
+    if samples and not set(SAMPLE_KEYS) <= set(samples[0]):
+        raise DatasetError(f"{path}: its samples lack {', '.join(sorted(set(SAMPLE_KEYS) - set(samples[0])))}")
+    return samples
 
 
 def read_manifest(path: str | os.PathLike) -> Manifest:
@@ -77,9 +145,10 @@ def read_manifest(path: str | os.PathLike) -> Manifest:
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: a manifest is a JSON object, found {type(data).__name__}")
     if "format" in data:
-        if data["format"] != MANIFEST_FORMAT:
-            raise DatasetError(f"{path}: unknown manifest format {data['format']!r} (expected {MANIFEST_FORMAT})")
-        samples = data.get("samples")
+        if data["format"] not in (MANIFEST_FORMAT, LIST_FORMAT):
+            raise DatasetError(f"{path}: unknown manifest format {data['format']!r} (expected {MANIFEST_FORMAT} or "
+                               f"{LIST_FORMAT})")
+        samples = _columns_samples(path, data) if data["format"] == MANIFEST_FORMAT else data.get("samples")
         if not isinstance(samples, list) or not all(isinstance(s, dict) and set(SAMPLE_KEYS) <= set(s) for s in samples):
             raise DatasetError(f"{path}: 'samples' must be a list of objects with keys {', '.join(SAMPLE_KEYS)}")
         manifest = Manifest(path, dict(data.get("settings") or {}), samples)

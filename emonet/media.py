@@ -6,7 +6,8 @@ import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,7 @@ class Frame:
     time_s: float | None  # None for images
     rgb: np.ndarray | None  # None: this frame could not be decoded (`error` says why)
     error: str = ""
+    file: str = ""  # the image's file name (images and folders)
 
 
 @dataclass(frozen=True)
@@ -71,8 +73,12 @@ class Source:
 class Sequence:
     fps: float | None = None
     expected: int | None = None  # frames announced (a video's header), None when unknown
+    decoded: int = 0  # frames read so far, the skipped ones of a resumed run included
+    truncated: str | None = None  # why decoding stopped before the frames announced, once it has
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self, start: int = 0, keep: Callable[[int], bool] | None = None) -> Iterator[Frame]:
+        """Frames `start`, `start` + 1, ... in order; a frame `keep` refuses (a frame --sample_fps leaves out) comes
+        without its pixels (rgb None, error "")."""
         raise NotImplementedError
 
 
@@ -89,23 +95,29 @@ class VideoSequence(Sequence):
         self.expected = count if count > 0 else None
         capture.release()
 
-    def frames(self) -> Iterator[Frame]:
+    def frames(self, start: int = 0, keep: Callable[[int], bool] | None = None) -> Iterator[Frame]:
         capture = cv2.VideoCapture(str(self.path))
         index = 0
         try:
             while True:
-                ok, bgr = capture.read()
+                wanted = index >= start and (keep is None or keep(index))
+                ok = capture.grab()  # demux and decode; the pixels are converted only for frames wanted
+                if ok and wanted:
+                    ok, bgr = capture.retrieve()
                 if not ok:
                     break
-                yield Frame(index, index / self.fps if self.fps else None, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+                self.decoded = index + 1
+                if index >= start:
+                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if wanted else None
+                    yield Frame(index, index / self.fps if self.fps else None, rgb)
                 index += 1
         finally:
             capture.release()
         if index == 0:
             raise MediaError(f"{self.path}: no frame could be decoded")
         if self.expected and index < self.expected:
-            logger.warning("%s: decoding stopped after %d of the %d frames its header announces", self.path, index,
-                           self.expected)
+            self.truncated = f"decoding stopped after {index} of the {self.expected} frames its header announces"
+            logger.warning("%s: %s", self.path, self.truncated)
 
 
 class ImageSequence(Sequence):
@@ -119,14 +131,16 @@ class ImageSequence(Sequence):
         self.expected = len(self.paths)
         self.kind = kind
 
-    def frames(self) -> Iterator[Frame]:
-        for index, path in enumerate(self.paths):
+    def frames(self, start: int = 0, keep: Callable[[int], bool] | None = None) -> Iterator[Frame]:
+        for index in range(start, len(self.paths)):
+            path = self.paths[index]
+            self.decoded = index + 1
             try:
-                yield Frame(index, None, read_rgb(path))
+                yield Frame(index, None, read_rgb(path), file=path.name)
             except ValueError as exc:
                 if self.kind == "image":
                     raise MediaError(str(exc)) from None
-                yield Frame(index, None, None, str(exc))
+                yield Frame(index, None, None, str(exc), file=path.name)
 
 
 def discover(paths: list[str]) -> list[Source]:
@@ -147,14 +161,29 @@ def discover(paths: list[str]) -> list[Source]:
 
 
 @contextlib.contextmanager
-def video_writer(path: Path, fps: float, size: tuple[int, int]):
-    """Write an MP4 frame by frame: yields a function taking an RGB frame; the file appears under its name only
-    once complete."""
+def _stderr_silenced():
+    """The process's standard error (the file descriptor, which C libraries write to) sent nowhere for the block."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+@contextlib.contextmanager
+def video_writer(path: Path, fps: float, size: tuple[int, int], fourcc: str = VIDEO_FOURCC):
+    """Write a video frame by frame (MP4 by default; the container follows the name): yields a function taking an RGB
+    frame; the file appears under its name only once complete."""
     quiet_ffmpeg()
     with atomic_path(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*VIDEO_FOURCC), fps, size)
+        with _stderr_silenced():  # OpenCV's FFmpeg backend prints a line for every WebM ("tag ... is not supported")
+            writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), fps, size)
         if not writer.isOpened():
-            raise MediaError(f"{path}: OpenCV cannot write an MP4 here (no FFmpeg backend?)")
+            raise MediaError(f"{path}: OpenCV cannot write {fourcc} video here (no FFmpeg backend?)")
         try:
             yield lambda rgb: writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
         finally:

@@ -5,6 +5,7 @@ Used by the tests, the benchmarks and `compare_color_spaces.py --demo`. The weig
 """
 import json
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -216,18 +217,155 @@ def write_synthetic_dataset(folder: Path, clips: int, frames_per_clip: int, seed
 
 
 def write_face_video(path: Path, face_frames: int, empty_frames: int, size: tuple[int, int] = (320, 240),
-                     fps: float = 25.0, face_size: int = 110) -> Path:
-    """An MP4 written with OpenCV: the astronaut's face moving left to right across a noisy background for
-    `face_frames` frames, then `empty_frames` frames of background alone. Returns `path`."""
+                     fps: float = 25.0, face_size: int = 110, faces: list[np.ndarray] | None = None) -> Path:
+    """An MP4 written with OpenCV: faces (default: the astronaut's) moving left to right across a noisy background for
+    `face_frames` frames, each on its own horizontal band, then `empty_frames` frames of background alone."""
     width, height = size
-    face = cv2.resize(face_image(), (face_size, face_size), interpolation=cv2.INTER_AREA)
+    faces = [cv2.resize(f, (face_size, face_size), interpolation=cv2.INTER_AREA) for f in (faces or [face_image()])]
+    band = height // len(faces)
     rng = np.random.default_rng(0)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     for i in range(face_frames + empty_frames):
         frame = np.full((height, width, 3), 60, np.uint8) + rng.integers(0, 20, (height, width, 3), dtype=np.uint8)
         if i < face_frames:
             x = int((width - face_size) * i / max(face_frames - 1, 1))
-            _paste(frame, face, x, (height - face_size) // 2)
+            for k, face in enumerate(faces):
+                _paste(frame, face, x if k % 2 == 0 else width - face_size - x, k * band + (band - face_size) // 2)
         writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
     writer.release()
     return path
+
+
+def shared_face_crops(faces_dir: Path) -> list[np.ndarray]:
+    """The faces of the photos of ../shared/faces/ (`PEOPLE_PHOTOS`, head and shoulders), RGB."""
+    out = []
+    for file, crop, _ in PEOPLE_PHOTOS.values():
+        x1, y1, x2, y2 = crop
+        out.append(cv2.cvtColor(cv2.imread(str(faces_dir / file)), cv2.COLOR_BGR2RGB)[y1:y2, x1:x2])
+    return out
+
+
+# -- people in a video (predict.py --faces all) ----------------------------------------------------------------------
+# Head-and-shoulders crops of the photos of ../shared/faces/ (x1, y1, x2, y2 in each photo), about the detector's
+# face box there (the last four numbers, in the photo) widened by half of it on each side.
+PEOPLE_PHOTOS = {"obama": ("obama.jpg", (200, 10, 490, 350), (259, 57, 431, 294)),
+                 "biden": ("biden.jpg", (110, 25, 300, 255), (152, 68, 256, 207))}
+PEOPLE_SIZE = (640, 480)
+PEOPLE_FPS = 25.0
+PEOPLE_PATCH_HEIGHT = 190
+
+
+@dataclass(frozen=True)
+class Appearance:
+    """Where a person's face is in a frame of `write_people_video` (x1, y1, x2, y2, clipped to the frame), and how much
+    of it shows (the rest is off the frame, or behind the other person's photo)."""
+
+    name: str
+    face: tuple[int, int, int, int]
+    visible: float
+
+
+def _people_timeline(frames: int) -> list[tuple[str, dict[str, tuple[float, float]]]]:
+    """(scene, {name: top-left corner}) of each frame: Obama walks right and Biden left, crossing in front of him
+    (frames 0-79); they stand (80-99); Biden walks out to the left (100-109), is away two seconds (110-159) and comes
+    back (160-179); a cut to another scene where they stand on swapped sides (Obama left, Biden right, 180-249)."""
+    out = []
+    for i in range(frames):
+        if i < 80:
+            t = i / 79
+            corners = {"obama": (30 + 400 * t, 110), "biden": (470 - 400 * t, 200)}
+        elif i < 100:
+            corners = {"obama": (430, 110), "biden": (70, 200)}
+        elif i < 110:
+            corners = {"obama": (430, 110), "biden": (70 - 30 * (i - 99), 200)}
+        elif i < 160:
+            corners = {"obama": (430, 110)}
+        elif i < 180:
+            corners = {"obama": (430, 110), "biden": (-230 + 15 * (i - 159), 200)}
+        else:
+            t = (i - 180) / 69
+            corners = {"obama": (60 + 20 * t, 140), "biden": (420 - 20 * t, 150)}
+        out.append(("a" if i < 180 else "b", corners))
+    return out
+
+
+def write_people_video(path: Path, faces_dir: Path, frames: int = 250, fps: float = PEOPLE_FPS) -> list[list[Appearance]]:
+    """An MP4 of two real people (photos of ../shared/faces/ moved over scikit-image backgrounds, `_people_timeline`):
+    crossing, one leaving and coming back, a cut. Returns, per frame, who is where (the truth to score ids against);
+    Biden's photo is drawn over Obama's where they cross."""
+    from skimage import data
+
+    width, height = PEOPLE_SIZE
+    backgrounds = {"a": cv2.resize(data.coffee(), PEOPLE_SIZE, interpolation=cv2.INTER_AREA),
+                   "b": cv2.resize(data.rocket(), PEOPLE_SIZE, interpolation=cv2.INTER_AREA)}
+    patches, faces = {}, {}
+    for name, (file, (x1, y1, x2, y2), face) in PEOPLE_PHOTOS.items():
+        photo = cv2.cvtColor(cv2.imread(str(faces_dir / file)), cv2.COLOR_BGR2RGB)[y1:y2, x1:x2]
+        scale = PEOPLE_PATCH_HEIGHT / photo.shape[0]
+        patches[name] = cv2.resize(photo, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        faces[name] = (np.array(face, dtype=np.float64) - [x1, y1, x1, y1]) * scale
+    truth = []
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, PEOPLE_SIZE)
+    for scene, corners in _people_timeline(frames):
+        frame = backgrounds[scene].copy()
+        shown = np.zeros((height, width), np.int8) - 1  # which person's photo each pixel shows
+        placed = {}
+        for k, name in enumerate(("obama", "biden")):  # Biden last: in front where they cross
+            if name not in corners:
+                continue
+            x, y = (int(round(v)) for v in corners[name])
+            patch = patches[name]
+            _paste(frame, patch, x, y)
+            _paste(shown[..., None], np.full((*patch.shape[:2], 1), k, np.int8), x, y)
+            placed[name] = (k, faces[name] + [x, y, x, y])
+        seen = []
+        for name, (k, box) in placed.items():
+            fx1, fy1, fx2, fy2 = (int(round(v)) for v in box)
+            area = (fx2 - fx1) * (fy2 - fy1)
+            clipped = (max(fx1, 0), max(fy1, 0), min(fx2, width), min(fy2, height))
+            if clipped[2] > clipped[0] and clipped[3] > clipped[1]:
+                region = shown[clipped[1]:clipped[3], clipped[0]:clipped[2]]
+                seen.append(Appearance(name, clipped, float((region == k).sum() / area)))
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        truth.append(seen)
+    writer.release()
+    return truth
+
+
+def write_aff_wild2_tree(root: Path, videos: dict[str, tuple[str, list[tuple[float, float]]]],
+                         missing: dict[str, set[int]] | None = None, size: int = 112) -> Path:
+    """An Aff-Wild2 VA-track tree (`aff_wild2.py`'s layout): per video (split folder, per-frame (valence, arousal)
+    lines) its annotation file and its cropped_aligned jpgs (the astronaut's face at `size`), except the 1-based
+    frame numbers of `missing[video]` (frames where the face was not found)."""
+    face = cv2.resize(face_image(), (size, size), interpolation=cv2.INTER_AREA)
+    for video, (split, values) in videos.items():
+        folder = root / "VA_Set" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{video}.txt").write_text("valence,arousal\n" + "".join(f"{v},{a}\n" for v, a in values))
+        frames = root / "cropped_aligned" / video
+        frames.mkdir(parents=True, exist_ok=True)
+        for number in range(1, len(values) + 1):
+            if number not in (missing or {}).get(video, set()):
+                cv2.imwrite(str(frames / f"{number:05d}.jpg"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    return root
+
+
+def write_affectnet_tree(root: Path, lists: dict[str, list[tuple[str, float, float]]], in_lists_folder: bool = True,
+                         size: int = 200) -> Path:
+    """An AffectNet tree (`affectnet.py`'s layout): per list file (training.csv, validation.csv) rows of (image path
+    under Manually_Annotated_Images/, valence, arousal[, expression: default 1, happy]), each image the astronaut's face with the 68 points of
+    `landmark_template` on it, listed in its row."""
+    face = cv2.resize(face_image(), (size, size), interpolation=cv2.INTER_AREA)
+    points = landmark_template() * size * 0.8 + size * 0.1
+    landmarks = ";".join(f"{v:.2f}" for v in points.ravel())
+    folder = root / ("Manually_Annotated_file_lists" if in_lists_folder else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, rows in lists.items():
+        lines = ["subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal"]
+        for relative, valence, arousal, *expression in rows:
+            image = root / "Manually_Annotated_Images" / relative
+            image.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(image), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+            lines.append(f"{relative},0,0,{size},{size},{landmarks},{expression[0] if expression else 1},{valence},{arousal}")
+        (folder / name).write_text("\n".join(lines) + "\n")
+    return root

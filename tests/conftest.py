@@ -7,6 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from emonet.io import sha256_file
+from emonet.manifest import LIST_FORMAT, read_manifest
 from emonet.testing import synthetic_labels, write_afew_va_tree, write_feature_set, write_released_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -79,3 +81,25 @@ def afew_tree(tmp_path_factory) -> Path:
 def released_checkpoint(tmp_path_factory) -> Path:
     """`emonet_8.pth` in the released format, with the deterministic reference weights."""
     return write_released_checkpoint(tmp_path_factory.mktemp("pretrained") / "emonet_8.pth")
+
+
+def trained_temporal_head(folder: Path, released_checkpoint: Path, crop: str) -> Path:
+    """A temporal head (one epoch) on synthetic features whose manifest says they were made with `crop` and the
+    released checkpoint in fp32: what predict.py accepts with that checkpoint."""
+    import train_emonet_features
+
+    manifest = write_feature_set(folder, clip_labels(6))
+    content = json.loads(manifest.read_text())
+    content["settings"].update(crop=crop, pretrained_sha256=sha256_file(released_checkpoint), precision="fp32")
+    manifest.write_text(json.dumps(content))
+    train_emonet_features.main(train_emonet_features.get_args_parser().parse_args(
+        ["--manifest_file", str(manifest), "--head", "temporal", "--epochs", "1", "--output_dir", str(folder / "run"),
+         "--no_progress", "--device", "cpu"]))
+    return folder / "run" / "best_model.pth"
+
+
+def manifest_as_list(path: Path) -> dict:
+    """A manifest as format 1's JSON object (settings and a list of samples), for a test to edit and write back as
+    JSON: extraction writes format 2 (columns), and both are read."""
+    manifest = read_manifest(path)
+    return {"format": LIST_FORMAT, "settings": manifest.settings, "samples": manifest.samples}

@@ -14,7 +14,7 @@ import torch
 import compare_color_spaces
 import evaluate_hsv_model
 import train_emonet_features
-from conftest import ROOT, clip_labels, write_spaces
+from conftest import ROOT, clip_labels, manifest_as_list, write_spaces
 from emonet.bootstrap import draw_counts, group_sums, p_value, resample
 from emonet.comparison_report import plot_report
 from emonet.errors import EmoNetError
@@ -162,7 +162,7 @@ def test_a_unit_made_with_other_settings_is_refused(full, spaces, tmp_path):
 
 
 def test_mismatched_manifests_are_refused_or_restricted(spaces, tmp_path):
-    manifest = json.loads((spaces / "features_manifest.json").read_text())
+    manifest = manifest_as_list(spaces / "features_manifest.json")
     dropped = [s for s in manifest["samples"] if s["clip"] == "002"]
     manifest["samples"] = [s for s in manifest["samples"] if s["clip"] != "002"]
     short = tmp_path / "short_manifest.json"

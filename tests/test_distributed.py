@@ -20,7 +20,7 @@ import extract_features_hsv_crop
 from conftest import ROOT, clip_labels, fixture_labels, write_spaces
 from emonet.afew_va import read_afew_va
 from emonet.distributed import shard_clips, shard_positions
-from emonet.extraction import NPZ_KEYS
+from emonet.feature_store import FRAME_KEYS, frame_arrays
 from emonet.head_training import intra_op_threads
 from emonet.manifest import read_manifest
 from emonet.model import EMOTION_MODULES
@@ -74,8 +74,8 @@ def test_extraction_under_torchrun_equals_one_process(afew_tree, released_checkp
         extract_features_hsv_crop.main(extract_features_hsv_crop.get_args_parser().parse_args(
             [*map(str, argv), "--no_progress", "--device", "cpu"]))
     for sample in manifest.samples:
-        a, b = np.load(manifest.resolve(sample)), np.load(single / sample["path"])
-        for key in NPZ_KEYS:
+        a, b = frame_arrays(manifest.resolve(sample), sample["frame"]), frame_arrays(single / sample["path"], sample["frame"])
+        for key in FRAME_KEYS:
             assert np.array_equal(a[key], b[key]), (sample["path"], key)
     # A rerun with one process resumes the folder the two processes wrote: nothing left to do.
     monkeypatch.chdir(tmp_path)

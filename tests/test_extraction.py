@@ -21,7 +21,8 @@ from emonet.comparison import check_manifests
 from emonet.constants import PRETRAINED_SOURCE
 from emonet.data import FrameDataset
 from emonet.errors import DatasetError, EmoNetError
-from emonet.extraction import NPZ_KEYS, feature_file_ok
+from emonet.extraction import feature_file_ok
+from emonet.feature_store import FRAME_KEYS, clip_frames, frame_arrays
 from emonet.manifest import read_manifest
 from emonet.testing import write_synthetic_dataset
 
@@ -54,13 +55,16 @@ def test_hsv_run_writes_manifest_and_files(hsv_run, afew_tree):
     assert manifest.settings["image_size"] == 256 and len(manifest.settings["pretrained_sha256"]) == 64
     assert [(s["clip"], s["frame"]) for s in manifest.samples] == [(f.clip, f.frame) for f in frames]
     sample = manifest.samples[0]
-    assert sample["path"] == f"features_hsv/{sample['clip']}/{sample['frame']}.npz"
+    # One file a clip; the per-frame files written while extracting are gone.
+    assert sample["path"] == f"features_hsv/{sample['clip']}.npz"
+    assert not list((hsv_run / "features_hsv").glob("*/*.npz")) and len(list((hsv_run / "features_hsv").glob("*.npz"))) == CLIPS
     assert sample["actor"] == frames[0].actor and sample["valence"] == frames[0].valence
     with np.load(manifest.resolve(sample)) as data:
-        assert set(data.files) == set(NPZ_KEYS)
-        assert data["features"].shape == (256,) and data["features"].dtype == np.float32
-        assert data["emonet_expression"].shape == (8,)
-        assert float(data["valence"]) == frames[0].valence and float(data["arousal"]) == frames[0].arousal
+        assert set(data.files) == {"frames", *FRAME_KEYS} and list(data["frames"]) == [f.frame for f in frames[:4]]
+    data = frame_arrays(manifest.resolve(sample), sample["frame"])
+    assert data["features"].shape == (256,) and data["features"].dtype == np.float32
+    assert data["emonet_expression"].shape == (8,)
+    assert float(data["valence"]) == frames[0].valence and float(data["arousal"]) == frames[0].arousal
     errors = json.loads((hsv_run / "features_hsv" / "extraction_errors.json").read_text())
     assert errors == {"count": 0, "errors": []}
 
@@ -72,10 +76,10 @@ def test_features_equal_model_on_the_frames_crop(hsv_run, afew_tree, released_ch
     image = FrameDataset([frame], "hsv", "landmarks")[0]["image"]
     with torch.inference_mode():
         out = model(image[None])
-    with np.load(hsv_run / "features_hsv" / frame.clip / f"{frame.frame}.npz") as data:
-        assert np.allclose(data["features"], out["features"][0].numpy(), rtol=1e-5, atol=1e-3)
-        assert np.allclose(data["emonet_valence"], out["valence"].numpy(), rtol=1e-5, atol=1e-4)
-        assert np.allclose(data["emonet_expression"], out["expression"][0].numpy(), rtol=1e-5, atol=1e-3)
+    data = frame_arrays(hsv_run / "features_hsv" / f"{frame.clip}.npz", frame.frame)
+    assert np.allclose(data["features"], out["features"][0].numpy(), rtol=1e-5, atol=1e-3)
+    assert np.allclose(data["emonet_valence"], out["valence"].numpy(), rtol=1e-5, atol=1e-4)
+    assert np.allclose(data["emonet_expression"], out["expression"][0].numpy(), rtol=1e-5, atol=1e-3)
 
 
 def test_rgb_script_defaults_and_different_features(hsv_run, afew_tree, released_checkpoint, tmp_path, monkeypatch):
@@ -86,8 +90,8 @@ def test_rgb_script_defaults_and_different_features(hsv_run, afew_tree, released
     assert manifest.settings["color_space"] == "rgb" and len(manifest.samples) == 4
     sample = manifest.samples[0]
     assert sample["path"].startswith("features/")
-    rgb = np.load(manifest.resolve(sample))["features"]
-    hsv = np.load(hsv_run / sample["path"].replace("features/", "features_hsv/"))["features"]
+    rgb = frame_arrays(manifest.resolve(sample), sample["frame"])["features"]
+    hsv = frame_arrays(hsv_run / sample["path"].replace("features/", "features_hsv/"), sample["frame"])["features"]
     assert not np.allclose(rgb, hsv)
 
 
@@ -134,7 +138,8 @@ def test_failures_are_recorded_and_good_frames_extracted(released_checkpoint, tm
     assert kinds == [("bad_label", "003"), ("missing_image", "002"), ("missing_json", "004"), ("unreadable_image", "001")]
     manifest = read_manifest(tmp_path / "features_hsv_manifest.json")
     assert sorted((s["clip"], s["frame"]) for s in manifest.samples) == [("001", "00000"), ("002", "00001"), ("003", "00000")]
-    assert not (tmp_path / "features_hsv" / "001" / "00001.npz").exists()
+    assert "00001" not in clip_frames(tmp_path / "features_hsv" / "001.npz")
+    assert not (tmp_path / "features_hsv" / "001").exists()
     # A rerun skips the three good frames, records the failures again, and --strict turns them into exit 1.
     assert _run(extract_features_hsv_crop, [*argv, "--strict"]) == 1
 
@@ -167,8 +172,8 @@ def test_kill_and_resume_gives_the_uninterrupted_result(hsv_run, afew_tree, rele
     reference = read_manifest(hsv_run / "features_hsv_manifest.json")
     assert resumed.samples == reference.samples
     for sample in reference.samples:
-        a, b = np.load(resumed.resolve(sample)), np.load(reference.resolve(sample))
-        for key in NPZ_KEYS:
+        a, b = (frame_arrays(m.resolve(sample), sample["frame"]) for m in (resumed, reference))
+        for key in FRAME_KEYS:
             assert np.array_equal(a[key], b[key]), (sample["path"], key)
 
 
@@ -191,10 +196,11 @@ def test_compiled_features_match_eager_and_are_pinned_apart(hsv_run, afew_tree, 
     compiled = read_manifest(tmp_path / "features_hsv_manifest.json")
     assert compiled.settings["precision"] == "fp32-compiled"
     for sample in compiled.samples:
-        with np.load(compiled.resolve(sample)) as new, np.load(hsv_run / sample["path"]) as eager:
-            for key in ("features", "emonet_valence", "emonet_arousal", "emonet_expression"):
-                scale = np.abs(eager[key]).max()
-                assert np.abs(new[key] - eager[key]).max() <= 1e-5 * scale, key
+        new = frame_arrays(compiled.resolve(sample), sample["frame"])
+        eager = frame_arrays(hsv_run / sample["path"], sample["frame"])
+        for key in ("features", "emonet_valence", "emonet_arousal", "emonet_expression"):
+            scale = np.abs(eager[key]).max()
+            assert np.abs(new[key] - eager[key]).max() <= 1e-5 * scale, key
     with pytest.raises(DatasetError, match=r"precision: 'fp32-compiled' -> 'fp32'.*refusing to mix"):
         _run(extract_features_hsv_crop, base)
     eager = read_manifest(hsv_run / "features_hsv_manifest.json")
@@ -220,6 +226,6 @@ def test_a_machine_that_cannot_compile_fails_in_one_line_and_leaves_the_folder_u
         with pytest.raises(EmoNetError, match=r"^--compile: torch.compile cannot build EmoNet on this machine "
                                               r"\(InvalidCxxCompiler: No working C\+\+ compiler found\); run without"):
             _run(extract_features_hsv_crop, [*base, "--compile"])
-    assert not list((tmp_path / "features_hsv").glob("*/*.npz"))
+    assert not list((tmp_path / "features_hsv").glob("*/*.npz")) and not list((tmp_path / "features_hsv").glob("*.npz"))
     assert _run(extract_features_hsv_crop, base) == 0  # the folder was pinned for --compile but holds no features
     assert read_manifest(tmp_path / "features_hsv_manifest.json").settings["precision"] == "fp32"

@@ -3,14 +3,12 @@ item 7, are in tests/test_people.py)."""
 import importlib
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
@@ -198,3 +196,12 @@ def test_the_feature_head_trains_on_the_manifest_that_exists(spaces, tmp_path, m
     monkeypatch.chdir(tmp_path)
     with pytest.raises(EmoNetError, match="holds none of the standard manifests"):
         train_emonet_features.main(train_emonet_features.get_args_parser().parse_args(["--epochs", "1"]))
+
+
+# 9. Plots, captions and rendered videos never print "-0.000" or "-0.0": their numbers go through text.number.
+def test_plots_and_renderings_format_numbers_through_text_number():
+    import re
+
+    for name in ("evaluation.py", "comparison_report.py", "prediction_outputs.py", "training.py"):
+        source = (ROOT / "emonet" / name).read_text()
+        assert not re.findall(r"\{[^{}]*:[+]?\.\d+f\}", source), f"{name}: a number formatted without text.number"

@@ -15,7 +15,7 @@ import evaluate_hsv_model
 import extract_features_all
 import train_emonet_features
 import train_emonet_hsv
-from conftest import ROOT, clip_labels
+from conftest import ROOT, clip_labels, manifest_as_list
 from emonet.afew_va import read_afew_va
 from emonet.checkpoint import load_emonet
 from emonet.cli import run
@@ -88,7 +88,7 @@ def test_extraction_names_follow_the_colour_space(afew_tree, released_checkpoint
     argv = ["--dataset_root", str(afew_tree), "--pretrained_path", str(released_checkpoint), "--limit", "1",
             "--color_space", "lab", "--no_progress", "--num_workers", "0"]
     assert extract_features_all.main(extract_features_all.get_args_parser().parse_args(argv)) == 0
-    manifest = json.loads((tmp_path / "features_lab_manifest.json").read_text())
+    manifest = manifest_as_list(tmp_path / "features_lab_manifest.json")
     assert manifest["settings"]["color_space"] == "lab" and manifest["samples"][0]["path"].startswith("features_lab/")
     assert not (tmp_path / "features").exists() and not (tmp_path / "features_manifest.json").exists()
 

@@ -11,17 +11,15 @@ from skimage import data
 
 import extract_features_all
 import predict
-import train_emonet_features
-from conftest import clip_labels
-from emonet.alignment import landmarks_in_frame
-from emonet.crop import crop_matrix, square_from_box
+from conftest import clip_labels, manifest_as_list, trained_temporal_head
+from emonet.crop import square_from_box
 from emonet.errors import EmoNetError
-from emonet.faces import Face, FaceDetector, FaceTracker
+from emonet.faces import MIN_SCORE, Face, FaceDetector
 from emonet.io import sha256_file
+from emonet.people import NO_FACE, NOT_FOLLOWED, LargestFaceFollower
 from emonet.prediction import landmark_square
 from emonet.training import CHECKPOINT_FORMAT
-from emonet.testing import (deterministic_state_dict, landmark_template, write_afew_va_tree, write_face_video,
-                            write_feature_set)
+from emonet.testing import (deterministic_state_dict, landmark_template, write_afew_va_tree, write_face_video)
 
 FACE_FRAMES, EMPTY_FRAMES, FPS = 6, 3, 10.0
 
@@ -59,16 +57,27 @@ def test_the_detector_finds_the_astronaut_and_no_face_in_the_coffee():
     assert detector(data.coffee()) == []
 
 
-def test_the_tracker_follows_one_face_and_takes_the_largest_first():
+def test_one_face_is_followed_and_a_frame_without_it_says_why():
     big, small = Face(np.array([0.0, 0, 100, 100]), 0.99), Face(np.array([300.0, 0, 340, 40]), 0.99)
-    tracker = FaceTracker(fps=10)
-    assert tracker.follow([small, big]) is big
+    follower = LargestFaceFollower(fps=10)
+    assert follower.follow([small, big]) == (big, "")
     moved = Face(np.array([30.0, 10, 130, 110]), 0.99)
-    assert tracker.follow([small, moved]) is moved  # the nearest to where it was, not the other face
-    assert tracker.follow([small]) is None  # the followed face is gone: the other one is not taken at once
+    assert follower.follow([small, moved]) == (moved, "")  # the nearest to where it was, not the other face
+    # The followed face is gone: the other is not taken at once, and the row says a face was there, not followed.
+    assert follower.follow([small]) == (None, NOT_FOLLOWED)
     for _ in range(9):
-        tracker.follow([])
-    assert tracker.follow([small]) is small  # after a second without it, the largest face present
+        assert follower.follow([]) == (None, NO_FACE)
+    assert follower.follow([small]) == (small, "")  # after a second without it, the largest face present
+
+
+def test_a_face_reaching_past_the_edge_is_clipped_and_said_to_be_cut_off():
+    frame = np.zeros((512, 512, 3), np.uint8)
+    frame[:, :400] = data.astronaut()[:, 112:]  # her face now starts about 70 pixels from the left edge
+    frame = np.ascontiguousarray(np.roll(frame, -140, axis=1))
+    faces = FaceDetector(torch.device("cpu"))(frame)
+    # The roll leaves part of her face on each side; the detector's box reaches past one edge and is clipped there.
+    assert len(faces) == 1 and faces[0].cut_off and (faces[0].box[0] == 0 or faces[0].box[2] == frame.shape[1])
+    assert (faces[0].box >= 0).all() and faces[0].box[[0, 2]].max() <= frame.shape[1]
 
 
 def test_a_video_is_predicted_frame_by_frame(zero_shot, footage):
@@ -77,8 +86,9 @@ def test_a_video_is_predicted_frame_by_frame(zero_shot, footage):
     video = rows[rows["source"] == str(footage / "walk.mp4")]
     assert list(video["frame"]) == list(range(FACE_FRAMES + EMPTY_FRAMES))
     assert np.allclose(video["time_s"], np.arange(FACE_FRAMES + EMPTY_FRAMES) / FPS)
-    assert list(video["face"]) == [1] * FACE_FRAMES + [0] * EMPTY_FRAMES
-    with_face, without = video[video["face"] == 1], video[video["face"] == 0]
+    assert list(video["status"]) == ["face"] * FACE_FRAMES + ["no face"] * EMPTY_FRAMES
+    assert video["person"].iloc[:FACE_FRAMES].eq(1).all() and video["person"].iloc[FACE_FRAMES:].isna().all()
+    with_face, without = video[video["status"] == "face"], video[video["status"] == "no face"]
     assert without[["score", "x1", "valence", "arousal", "p_happy"]].isna().all().all()  # empty where no face
     assert with_face[["valence", "arousal", "p_neutral"]].notna().all().all()
     probabilities = with_face[[c for c in rows.columns if c.startswith("p_")]]
@@ -95,10 +105,11 @@ def test_the_summary_names_model_detector_and_every_input(zero_shot, footage, re
     summary = json.loads((out / "predictions.json").read_text())
     assert summary["model"] == "zero_shot" and summary["color_space"] == "rgb" and summary["crop"] == "landmarks"
     assert summary["pretrained_sha256"] == sha256_file(released_checkpoint)
-    assert summary["detector"] == {"name": "MTCNN (facenet-pytorch)", "version": "2.6.0"}
+    assert summary["detector"] == {"name": "MTCNN (facenet-pytorch)", "version": "2.6.0", "min_score": MIN_SCORE}
     entries = {e["input"]: e for e in summary["inputs"]}
     walk = entries[str(footage / "walk.mp4")]
     assert walk["frames"] == FACE_FRAMES + EMPTY_FRAMES and walk["faces"] == FACE_FRAMES and walk["fps"] == FPS
+    assert [p["person"] for p in walk["people"]] == [1] and walk["people"][0]["frames"] == FACE_FRAMES
     broken = entries[str(footage / "broken.mp4")]
     assert "broken.mp4: cannot open the video" in broken["error"]
     stills = entries[str(footage / "stills")]
@@ -109,9 +120,14 @@ def test_a_folder_of_jpg_is_one_sequence_sorted_by_name(zero_shot, footage):
     out, _ = zero_shot
     rows = pd.read_csv(out / "predictions.csv")
     stills = rows[rows["source"] == str(footage / "stills")]
-    # 00_still.jpg is the mirrored astronaut, 01 the coffee, 02 the astronaut: sorted by name.
-    assert list(stills["frame"]) == [0, 1, 2] and list(stills["face"]) == [1, 0, 1] and stills["time_s"].isna().all()
+    # 00_still.jpg is the mirrored astronaut, 01 the coffee, 02 the astronaut: sorted by name, each row its file.
+    assert list(stills["frame"]) == [0, 1, 2] and list(stills["status"]) == ["face", "no face", "face"]
+    assert list(stills["file"]) == ["00_still.jpg", "01_still.jpg", "02_still.jpg"] and stills["time_s"].isna().all()
     assert stills.iloc[0]["x1"] > 512 - 300 and stills.iloc[2]["x2"] < 300  # the mirrored face is on the other side
+    # The same person in both photos (mirrored): one id; every readable image is annotated, the coffee with "no face".
+    assert list(stills["person"].dropna()) == [1, 1]
+    name = next(e["name"] for e in json.loads((out / "predictions.json").read_text())["inputs"] if e["kind"] == "folder")
+    assert sorted(p.name for p in (out / f"{name}_annotated").iterdir()) == ["00_still.jpg", "01_still.jpg", "02_still.jpg"]
 
 
 def test_the_plot_and_the_rendered_video(zero_shot, footage):
@@ -126,8 +142,10 @@ def test_the_plot_and_the_rendered_video(zero_shot, footage):
     assert len(frames) == FACE_FRAMES + EMPTY_FRAMES and frames[0].shape == (240, 320, 3)
     plain = cv2.VideoCapture(str(footage / "walk.mp4")).read()[1]
     assert np.abs(frames[0].astype(int) - plain.astype(int)).mean() > 5  # annotated
+    capture = cv2.VideoCapture(str(out / f"{name}.webm"))  # the browser's copy, for report.html
+    assert sum(1 for _ in iter(lambda: capture.read()[0] or None, None)) == FACE_FRAMES + EMPTY_FRAMES
     stills = next(e for e in json.loads((out / "predictions.json").read_text())["inputs"] if e["kind"] == "folder")
-    assert "mp4" not in stills["outputs"] and "png" in stills["outputs"]  # a video is rendered, an image folder plotted
+    assert "mp4" not in stills["outputs"] and "png" in stills["outputs"] and "folder" in stills["outputs"]
 
 
 def test_a_rerun_skips_finished_inputs_and_another_model_is_refused(zero_shot, footage, released_checkpoint, capsys):
@@ -139,7 +157,7 @@ def test_a_rerun_skips_finished_inputs_and_another_model_is_refused(zero_shot, f
     printed = capsys.readouterr().out
     assert printed.count("skipped (finished") == 2
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
-    with pytest.raises(EmoNetError, match=r"holds predictions of another model \(.*crop 'landmarks' -> 'box'"):
+    with pytest.raises(EmoNetError, match=r"holds predictions of another model or other options \(.*crop 'landmarks' -> 'box'"):
         _predict("--inputs", footage / "walk.mp4", "--pretrained_path", released_checkpoint, "--output_dir", out,
                  "--crop", "box")
 
@@ -147,15 +165,7 @@ def test_a_rerun_skips_finished_inputs_and_another_model_is_refused(zero_shot, f
 @pytest.fixture(scope="module")
 def head(released_checkpoint, tmp_path_factory):
     """A temporal head trained on features recorded as HSV, whole-frame crop, made with the released checkpoint."""
-    folder = tmp_path_factory.mktemp("head")
-    manifest = write_feature_set(folder, clip_labels(6))
-    content = json.loads(manifest.read_text())
-    content["settings"].update(crop="resize", pretrained_sha256=sha256_file(released_checkpoint), precision="fp32")
-    manifest.write_text(json.dumps(content))
-    train_emonet_features.main(train_emonet_features.get_args_parser().parse_args(
-        ["--manifest_file", str(manifest), "--head", "temporal", "--epochs", "1", "--output_dir", str(folder / "run"),
-         "--no_progress", "--device", "cpu"]))
-    return folder / "run" / "best_model.pth"
+    return trained_temporal_head(tmp_path_factory.mktemp("head"), released_checkpoint, "resize")
 
 
 def test_a_trained_head_runs_in_its_colour_space_crop_and_sequence(head, footage, released_checkpoint, tmp_path):
@@ -166,7 +176,7 @@ def test_a_trained_head_runs_in_its_colour_space_crop_and_sequence(head, footage
     assert (summary["model"], summary["color_space"], summary["crop"]) == ("feature_head", "hsv", "resize")
     assert summary["head"]["kind"] == "temporal"
     hsv = pd.read_csv(out / "predictions.csv")
-    assert list(hsv["face"]) == [1] * FACE_FRAMES + [0] * EMPTY_FRAMES and "p_happy" not in hsv
+    assert list(hsv["status"]) == ["face"] * FACE_FRAMES + ["no face"] * EMPTY_FRAMES and "p_happy" not in hsv
     # The same weights recorded as RGB features predict otherwise: the colour space of the record is the one used.
     ckpt = torch.load(head, weights_only=True)
     ckpt["settings"]["color_space"] = "rgb"
@@ -188,27 +198,12 @@ def test_a_head_made_with_another_emonet_checkpoint_is_refused(head, footage, tm
     assert not (tmp_path / "x").exists()
 
 
-def test_landmarks_from_heatmaps_land_where_the_crop_put_them():
-    # Heatmap peaks at known crop positions map back through the crop's affine map to the frame points they came from.
-    rng = np.random.default_rng(0)
-    cx, cy, side = 300.0, 200.0, 180.0
-    heatmaps = np.zeros((68, 64, 64))
-    cells = rng.integers(2, 62, (68, 2))
-    heatmaps[np.arange(68), cells[:, 1], cells[:, 0]] = 1.0
-    heatmaps[np.arange(68), cells[:, 1], cells[:, 0] + 1] = 0.5  # a right neighbour: a quarter pixel to the right
-    points = landmarks_in_frame(heatmaps, cx, cy, side)
-    crop_points = np.stack([(cells[:, 0] + 0.25) * 4 + 1.5, cells[:, 1] * 4 + 1.5], axis=1)
-    matrix = crop_matrix(cx, cy, side)
-    np.testing.assert_allclose(points, crop_points @ matrix[:, :2].T + matrix[:, 2])
-    assert np.all(np.abs(points - [cx, cy]) < side / 2)
-
-
 def test_an_afew_va_tree_stored_as_jpg_is_extracted(released_checkpoint, tmp_path):
     root = write_afew_va_tree(tmp_path / "AFEW-VA", clip_labels(1), frames_per_clip=2, suffix=".jpg")
     assert extract_features_all.main(extract_features_all.get_args_parser().parse_args(
         ["--dataset_root", str(root), "--pretrained_path", str(released_checkpoint), "--output_dir", str(tmp_path / "f"),
          "--manifest_file", str(tmp_path / "m.json"), "--no_progress", "--device", "cpu"])) == 0
-    assert len(json.loads((tmp_path / "m.json").read_text())["samples"]) == 2
+    assert len(manifest_as_list(tmp_path / "m.json")["samples"]) == 2
 
 
 def test_an_empty_folder_and_a_missing_path_are_named(released_checkpoint, footage, tmp_path, caplog):
@@ -243,7 +238,7 @@ def test_a_fine_tuned_network_runs_in_its_colour_space(footage, released_checkpo
     summary = json.loads((tmp_path / "out" / "predictions.json").read_text())
     assert (summary["model"], summary["color_space"], summary["precision"]) == ("emonet", "lab", "fp32")
     rows = pd.read_csv(tmp_path / "out" / "predictions.csv")
-    assert list(rows["face"]) == [1] and np.isfinite(rows["valence"]).all() and "p_happy" not in rows
+    assert list(rows["status"]) == ["face"] and np.isfinite(rows["valence"]).all() and "p_happy" not in rows
     with pytest.raises(EmoNetError, match=r"--amp: the model was made without it \(its record says precision fp32\)"):
         _predict("--inputs", footage / "stills", "--pretrained_path", released_checkpoint, "--model_path",
                  tmp_path / "best_model.pth", "--output_dir", tmp_path / "amp", "--amp")

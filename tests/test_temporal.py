@@ -11,7 +11,7 @@ import torch
 import compare_color_spaces
 import evaluate_hsv_model
 import train_emonet_features
-from conftest import clip_labels, write_spaces
+from conftest import clip_labels, manifest_as_list, write_spaces
 from emonet.errors import EmoNetError
 from emonet.heads import SIGMA_GRID, ClipSequences, TemporalHead, clip_batch, smooth_clips
 from emonet.metrics import ccc
@@ -149,7 +149,7 @@ def test_each_head_trains_and_evaluates_with_the_scripts(noisy, tmp_path, capsys
 
 def test_a_frame_missing_from_the_features_leaves_a_gap(noisy, tmp_path):
     folder, _ = noisy
-    manifest = json.loads((folder / "features_hsv_manifest.json").read_text())
+    manifest = manifest_as_list(folder / "features_hsv_manifest.json")
     clip = manifest["samples"][0]["clip"]
     gone = [s for s in manifest["samples"] if s["clip"] == clip][5]
     manifest["samples"] = [s for s in manifest["samples"] if s is not gone]

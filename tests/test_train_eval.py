@@ -8,7 +8,7 @@ import torch
 
 import evaluate_hsv_model
 import train_emonet_features
-from conftest import NO_LABELS_REASON, clip_labels, real_labels
+from conftest import NO_LABELS_REASON, clip_labels, manifest_as_list, real_labels
 from emonet.cli import run
 from emonet.errors import CheckpointError
 from emonet.metrics import regression_metrics
@@ -53,7 +53,7 @@ def clip_run(feature_dir, tmp_path_factory):
 
 
 def _samples(folder):
-    return json.loads((folder / "features_hsv_manifest.json").read_text())["samples"]
+    return manifest_as_list(folder / "features_hsv_manifest.json")["samples"]
 
 
 @pytest.mark.parametrize("mode", ["clip", "actor"])

@@ -19,7 +19,7 @@ import extract_features_all
 import extract_features_hsv_crop
 import train_emonet_features
 import train_emonet_hsv
-from conftest import ROOT, clip_labels, write_spaces
+from conftest import ROOT, clip_labels, manifest_as_list, write_spaces
 from emonet.errors import DatasetError, EmoNetError
 from emonet.evaluation import summary_table
 from emonet.testing import write_afew_va_tree, write_feature_set
@@ -68,7 +68,7 @@ def test_report_only_describes_the_units_not_the_command(spaces, tmp_path):
             _compare(spaces, out, "--report_only", *flags)
     # Other features under the same labels (here: another crop): refused, not recorded as the protocol.
     for name in ("features_manifest.json", "features_hsv_manifest.json"):
-        manifest = json.loads((spaces / name).read_text())
+        manifest = manifest_as_list(spaces / name)
         manifest["settings"]["crop"] = "resize"
         for s in manifest["samples"]:
             s["path"] = str(spaces / s["path"])
@@ -99,7 +99,7 @@ def test_afew_va_is_found_beside_outputs_and_macosx(afew_tree, released_checkpoi
             str(data / "features_rgb"), "--manifest_file", str(tmp_path / "m.json"), "--no_progress", "--device", "cpu"]
     for _ in range(2):  # the second run finds AFEW-VA/ although features_rgb/ now sits beside it
         assert extract_features_all.main(extract_features_all.get_args_parser().parse_args(argv)) == 0
-    assert len(json.loads((tmp_path / "m.json").read_text())["samples"]) == 4
+    assert len(manifest_as_list(tmp_path / "m.json")["samples"]) == 4
 
 
 # 5. A missing key is named as missing; only the landmark crop needs landmarks.
@@ -115,7 +115,7 @@ def test_missing_landmarks_are_needed_only_by_the_landmark_crop(released_checkpo
     base = ["--dataset_root", str(root), "--pretrained_path", str(released_checkpoint), "--no_progress", "--device", "cpu"]
     resize = [*base, "--crop", "resize", "--output_dir", str(tmp_path / "r"), "--manifest_file", str(tmp_path / "r.json")]
     assert extract_features_all.main(extract_features_all.get_args_parser().parse_args(resize)) == 0
-    assert len(json.loads((tmp_path / "r.json").read_text())["samples"]) == 3
+    assert len(manifest_as_list(tmp_path / "r.json")["samples"]) == 3
     errors = json.loads((tmp_path / "r" / "extraction_errors.json").read_text())["errors"]
     assert [e["reason"] for e in errors] == ["no arousal"]
     with pytest.raises(DatasetError) as info:
@@ -131,7 +131,7 @@ def test_units_survive_a_new_path_string_and_refusals_say_what_changed(spaces, t
     out = _compare(spaces, tmp_path / "cmp", "--epochs", "1")
     copy = tmp_path / "copy"
     for name in ("features_manifest.json", "features_hsv_manifest.json"):
-        manifest = json.loads((spaces / name).read_text())
+        manifest = manifest_as_list(spaces / name)
         manifest["settings"]["pretrained_path"] = "./pretrained/../pretrained/emonet_8.pth"  # same sha, other string
         for s in manifest["samples"]:
             s["path"] = str(spaces / s["path"])
@@ -141,7 +141,7 @@ def test_units_survive_a_new_path_string_and_refusals_say_what_changed(spaces, t
     _compare(spaces, out, "--epochs", "1", manifests=[f"rgb={copy / 'features_manifest.json'}",
                                                       f"hsv={copy / 'features_hsv_manifest.json'}"])
     assert capsys.readouterr().out.count("skipped (finished)") == 4
-    manifest = json.loads((copy / "features_hsv_manifest.json").read_text())
+    manifest = manifest_as_list(copy / "features_hsv_manifest.json")
     manifest["samples"][0]["valence"] = manifest["samples"][0]["valence"] + 1
     (copy / "features_hsv_manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(EmoNetError, match=r"carry other labels"):
