@@ -38,6 +38,7 @@ AFF_WILD2_VIDEOS = 594
 SAMPLE_SECONDS = 0.2
 LOAD_TARGET_S = 60.0
 MEMORY_TARGET_GB = 8.0
+PARTS = ("load", "per_frame", "heads", "comparison")
 
 
 def get_args_parser():
@@ -47,7 +48,10 @@ def get_args_parser():
     parser.add_argument("--videos", type=int, default=AFF_WILD2_VIDEOS, help=f"videos (default: {AFF_WILD2_VIDEOS})")
     parser.add_argument("--per_frame_files", type=int, default=30_000,
                         help="per-frame files written and loaded for the old layout's rate (default: 30,000)")
-    parser.add_argument("--folder", default=None, help="where the store goes (default: a temporary folder, removed)")
+    parser.add_argument("--folder", default=None, help="where the store goes (default: a temporary folder, removed); "
+                        "a store already written there is used as it is")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS),
+                        help=f"what to measure (default: all: {' '.join(PARTS)})")
     parser.add_argument("--output", default=None, help="also write the figures to this JSON file")
     return parser
 
@@ -144,28 +148,34 @@ def main(args) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.folder) if args.folder else Path(tmp)
         folder.mkdir(parents=True, exist_ok=True)
-        start = time.perf_counter()
-        manifests = {space: write_store(folder, args.frames, args.videos, space, seed) for seed, space in
-                     enumerate(("rgb", "hsv"))}
-        result["write_two_spaces_s"] = time.perf_counter() - start
+        manifests = {space: folder / f"features_{space}_manifest.json" for space in ("rgb", "hsv")}
+        if not all(p.is_file() for p in manifests.values()):
+            start = time.perf_counter()
+            manifests = {space: write_store(folder, args.frames, args.videos, space, seed) for seed, space in
+                         enumerate(("rgb", "hsv"))}
+            result["write_two_spaces_s"] = time.perf_counter() - start
         result["store_gb_per_space"] = sum(p.stat().st_size for p in (folder / "features_rgb").glob("*.npz")) / 1e9
         result["manifest_mb"] = manifests["rgb"].stat().st_size / 1e6
-        seconds, peak = measured(load_command(manifests["rgb"]), folder)
-        result["load_one_space"] = {"s": seconds, "peak_mb": peak, "target_s": LOAD_TARGET_S,
-                                    "met": seconds < LOAD_TARGET_S}
-        print(f"load one space: {seconds:.1f} s, peak {peak:.0f} MB", file=sys.stderr)
-        per_frame = write_per_frame(folder, args.per_frame_files)
-        seconds, _ = measured(load_command(per_frame), folder)
-        result["per_frame_layout"] = {"files": args.per_frame_files, "load_s": seconds,
-                                      "projected_load_s": seconds / args.per_frame_files * args.frames}
-        print(f"per-frame files: {args.per_frame_files} in {seconds:.1f} s", file=sys.stderr)
-        for head in ("frame", "temporal"):
+        if "load" in args.parts:
+            seconds, peak = measured(load_command(manifests["rgb"]), folder)
+            result["load_one_space"] = {"s": seconds, "peak_mb": peak, "target_s": LOAD_TARGET_S,
+                                        "met": seconds < LOAD_TARGET_S}
+            print(f"load one space: {seconds:.1f} s, peak {peak:.0f} MB", file=sys.stderr)
+        if "per_frame" in args.parts:
+            per_frame = write_per_frame(folder, args.per_frame_files)
+            seconds, _ = measured(load_command(per_frame), folder)
+            result["per_frame_layout"] = {"files": args.per_frame_files, "load_s": seconds,
+                                          "projected_load_s": seconds / args.per_frame_files * args.frames}
+            print(f"per-frame files: {args.per_frame_files} in {seconds:.1f} s", file=sys.stderr)
+        for head in ("frame", "temporal") if "heads" in args.parts else ():
             one, peak = measured(train_command(manifests["rgb"], folder / f"{head}1", head, 1), folder)
             two, _ = measured(train_command(manifests["rgb"], folder / f"{head}2", head, 2), folder)
             result[f"{head}_head_epoch_s"] = two - one
             result[f"{head}_head_run_peak_mb"] = peak
             print(f"{head} head: one epoch {two - one:.1f} s (runs of 1 and 2 epochs: {one:.1f}, {two:.1f} s)",
                   file=sys.stderr)
+        if "comparison" not in args.parts:
+            return _report(result, args)
         command = [sys.executable, str(ROOT / "compare_color_spaces.py"), "--manifests", f"rgb={manifests['rgb']}",
                    f"hsv={manifests['hsv']}", "--heads", "frame", "--epochs", "1", "--batch_size", "4096",
                    "--output_dir", str(folder / "comparison"), "--device", "cpu", "--no_progress"]
@@ -173,6 +183,10 @@ def main(args) -> dict:
         result["comparison_two_spaces"] = {"s": seconds, "peak_mb": peak, "target_gb": MEMORY_TARGET_GB,
                                            "met": peak / 1024 < MEMORY_TARGET_GB}
         print(f"comparison of two spaces: {seconds:.0f} s, peak {peak:.0f} MB", file=sys.stderr)
+    return _report(result, args)
+
+
+def _report(result: dict, args) -> dict:
     print(json.dumps(result, indent=2))
     if args.output:
         write_json(Path(args.output), result)
