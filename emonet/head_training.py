@@ -240,9 +240,13 @@ class StackedTrainer:
     def __init__(self, units: list[HeadUnit], datasets: list[FeatureSet], args, device: torch.device):
         self.units, self.args, self.device = units, args, device
         self.batch = args.batch_size
-        offsets = np.concatenate([[0], np.cumsum([len(d.features) for d in datasets])])
-        self.x = torch.from_numpy(np.concatenate([d.features for d in datasets])).to(device)
-        self.y = torch.from_numpy(np.concatenate([d.labels for d in datasets]) / np.float32(LABEL_SCALE)).to(device)
+        # The feature sets these units train on, stacked; one set is used as it is: a forked worker then shares the
+        # parent's pages instead of copying every colour space (2.9 GB each at Aff-Wild2's size).
+        used = sorted({u.data for u in units})
+        offsets = dict(zip(used, np.cumsum([0] + [len(datasets[k].features) for k in used[:-1]]).tolist(), strict=True))
+        features = datasets[used[0]].features if len(used) == 1 else np.concatenate([datasets[k].features for k in used])
+        self.x = torch.from_numpy(features).to(device)
+        self.y = torch.from_numpy(np.concatenate([datasets[k].labels for k in used]) / np.float32(LABEL_SCALE)).to(device)
         self.train_rows = [u.indices.train + offsets[u.data] for u in units]  # rows of x, per unit
         self.select_rows = [torch.from_numpy(u.indices.selection + offsets[u.data]).to(device) for u in units]
         heads = []
