@@ -1,9 +1,10 @@
-"""Stage 2: EmoNet features of every AFEW-VA frame, RGB input by default.
+"""Stage 2: EmoNet features of every frame of AFEW-VA (or --dataset aff_wild2 / affectnet), RGB input by default.
 
     python extract_features_all.py --dataset_root $AFEW_VA_ROOT
     torchrun --nproc_per_node 4 extract_features_all.py --dataset_root $AFEW_VA_ROOT    # one GPU per process
+    python extract_features_all.py --dataset aff_wild2 --dataset_root /data/Aff-Wild2 --crop resize
 
-writes features/<clip>/<frame>.npz (features, labels, EmoNet's own valence/arousal/expression), the manifest
+writes one file a clip, features/<clip>.npz (features, labels, EmoNet's own valence/arousal/expression), the manifest
 features_manifest.json and features/extraction_errors.json, then one summary line. Another --color_space gets its own
 names (features_<space>/, features_<space>_manifest.json). A rerun skips frames already extracted (a
 killed run resumes, with any number of processes); other settings for an existing output folder are refused.

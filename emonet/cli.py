@@ -122,7 +122,8 @@ def add_extraction_arguments(parser, color_space: str) -> None:
     parser.add_argument("--manifest_file", default=None,
                         help="manifest to write (default: features_<color space>_manifest.json, "
                              "features_manifest.json for rgb)")
-    parser.add_argument("--limit", type=int, default=None, help="only the first N clips, for a quick try (default: all)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N clips (Aff-Wild2: videos; AffectNet: "
+                        "images of each list), for a quick try (default: all)")
     parser.add_argument("--compile", action="store_true",
                         help="run EmoNet through torch.compile (Inductor, frozen weights): on a 2-core AVX-512 CPU "
                              "about 10 %% faster end to end in float32 and 17 %% with --amp, after 12-50 s of compiling "

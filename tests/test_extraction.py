@@ -158,15 +158,16 @@ def test_kill_and_resume_gives_the_uninterrupted_result(hsv_run, afew_tree, rele
     process.send_signal(signal.SIGKILL)
     process.wait()
     written = list(out.glob("*/*.npz"))
+    # A kill that lands while the finished clips are being packed leaves some clips in their clip files.
+    done = len(written) + sum(len(clip_frames(p)) for p in out.glob("*.npz"))
     total = len(read_manifest(hsv_run / "features_hsv_manifest.json").samples)
-    assert 3 <= len(written) < total, "the kill must land in the middle of the run"
+    assert 3 <= done < total, "the kill must land in the middle of the run"
     assert all(feature_file_ok(p) for p in written)  # nothing half-written under a final name
     assert not (tmp_path / "features_hsv_manifest.json").exists()
 
     result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert f"extracted {total - len(written)} of {total - len(written)} (0 could not be decoded), skipped {len(written)}" \
-        in result.stdout
+    assert f"extracted {total - done} of {total - done} (0 could not be decoded), skipped {done}" in result.stdout
     assert not list(out.glob("*/.*.tmp*"))
     resumed = read_manifest(tmp_path / "features_hsv_manifest.json")
     reference = read_manifest(hsv_run / "features_hsv_manifest.json")
