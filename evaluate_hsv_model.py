@@ -135,8 +135,8 @@ def _subset(samples: list[dict], split: dict | None, subset: str) -> tuple[np.nd
 
 
 def _official_subset(samples: list[dict], subset: str, manifest) -> np.ndarray:
-    """Cross-corpus, or without a checkpoint: the evaluated dataset's own split (`--subset val`: its validation split, `train`: its training
-    split), or all of it; the checkpoint's split belongs to another corpus."""
+    """Cross-corpus, or without a checkpoint: the evaluated dataset's own split (`--subset val`: its validation
+    split, `train`: its training split), or all of it; a checkpoint's split belongs to another corpus."""
     if subset == "all":
         return np.arange(len(samples))
     wanted = OFFICIAL_SPLITS[subset]

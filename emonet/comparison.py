@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from .afew_va import Frame
 from .checkpoint import load_emonet
-from .constants import LABEL_SCALE
+from .constants import DEFAULT_DATASET, LABEL_SCALE
 from .distributed import Distributed
 from .errors import EmoNetError
 from .features import FeatureSet, load_feature_set
@@ -173,7 +173,7 @@ def check_manifests(manifests: dict[str, Manifest], common_frames: bool) -> Comm
             raise EmoNetError(f"--manifests {label}={m.path}: that manifest holds {m.settings['color_space']!r} "
                               f"features, not {label!r}")
     datasets = {m.dataset for m in manifests.values()}
-    if datasets != {"afew_va"}:
+    if datasets != {DEFAULT_DATASET}:
         # Aff-Wild2 and AffectNet have an official training / validation split, which a comparison must score on;
         # that protocol (and cross-corpus rows) is not built yet: K-fold cross-validation would quietly ignore it.
         raise EmoNetError(f"the manifests hold {', '.join(sorted(datasets))} features: compare_color_spaces.py runs "

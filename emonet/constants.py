@@ -42,6 +42,8 @@ DEFAULT_PRETRAINED_PATH = "pretrained/emonet_8.pth"
 KAGGLE_HANDLE = "hoanguyensgu/afew-va/versions/1"
 AFEW_VA_FOLDER = "AFEW-VA"
 AFEW_VA_ROOT_ENV = "AFEW_VA_ROOT"
+# The dataset of a manifest or extraction that names none (everything written before other datasets were read).
+DEFAULT_DATASET = "afew_va"
 
 # Feature files and manifest written by extraction and read by training/evaluation.
 MANIFEST_FORMAT = "emonet-features/2"

@@ -9,14 +9,13 @@ dataset on AFEW-VA's [-10, 10] (`features.load_feature_set`), so that a model tr
 another on one scale. CCC and PCC do not change with the scale; RMSE and MSE do (their `normalized` block is on
 [-1, 1], EmoNet's own scale).
 """
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 from .aff_wild2 import read_aff_wild2
 from .affectnet import read_affectnet
 from .afew_va import Frame, Problem, read_afew_va, resolve_dataset_root
-from .constants import LABEL_SCALE
+from .constants import DEFAULT_DATASET, LABEL_SCALE
 from .errors import DatasetError, EmoNetError
 
 
@@ -34,7 +33,6 @@ DATASETS = {
     "aff_wild2": DatasetInfo("Aff-Wild2 (VA track)", 1.0, True, True, ("resize",)),
     "affectnet": DatasetInfo("AffectNet (manually annotated)", 1.0, False, True, ("landmarks", "resize")),
 }
-DEFAULT_DATASET = "afew_va"
 
 
 @dataclass
@@ -60,7 +58,7 @@ def read_dataset(name: str, root, limit: int | None = None, need_landmarks: bool
     each list)."""
     if name not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r} (known: {', '.join(DATASETS)})")
-    if name == "afew_va":
+    if name == DEFAULT_DATASET:
         root = resolve_dataset_root(root)
         frames, problems = read_afew_va(root, limit, need_landmarks)
         return DatasetRead(root, frames, problems, {})
@@ -71,7 +69,7 @@ def read_dataset(name: str, root, limit: int | None = None, need_landmarks: bool
         frames, problems, skipped = read_aff_wild2(root, limit)
     else:
         frames, problems, skipped = read_affectnet(root, limit, need_landmarks)
-    return DatasetRead(root, frames, problems, dict(sorted(Counter(skipped).items())))
+    return DatasetRead(root, frames, problems, dict(sorted(skipped.items())))
 
 
 def dataset_settings(name: str) -> dict:

@@ -18,8 +18,8 @@ import json
 import logging
 import os
 import zipfile
-from itertools import chain
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +36,8 @@ from .device import amp_enabled
 from .distributed import Distributed, init_distributed, shard_clips
 from .errors import DatasetError
 from .inference import COMPILED_SUFFIX, compile_model, infer, prepare
-from .io import TMP_SUFFIX, save_npz, sha256_file, write_json
 from .feature_store import FRAME_KEYS, clip_file, clip_frames, frame_file, pack_clip
+from .io import TMP_SUFFIX, save_npz, sha256_file, write_json
 from .manifest import FEATURE_IDENTITY_KEYS, default_feature_paths, write_manifest
 from .runs import check_kind
 

@@ -78,14 +78,15 @@ def pack_clip(output_dir: Path, clip: str, frames: list[str]) -> None:
     frames it did not redo, the clip file an earlier run packed; then remove the per-frame files. Atomic: a kill
     leaves either the old clip file and the per-frame files, or the new clip file."""
     folder = output_dir / clip
-    packed = {}
     path = clip_file(output_dir, clip)
-    singles = folder.is_dir() and any(folder.glob("*.npz"))
-    if not singles and sorted(clip_frames(path)) == sorted(frames):
+    existing = clip_frames(path)  # none when it cannot be opened: extraction then redid all its frames
+    if not (folder.is_dir() and any(folder.glob("*.npz"))) and sorted(existing) == sorted(frames):
         return  # packed by an earlier run, nothing new: a rerun does not rewrite the store
-    if clip_frames(path):  # a clip file that cannot be opened holds nothing: extraction redid all its frames
+    packed, row_of = {}, {}
+    if existing:
         with np.load(path) as data:
-            packed = {str(f): {k: data[k][i] for k in FRAME_KEYS} for i, f in enumerate(data["frames"])}
+            packed = {k: data[k] for k in FRAME_KEYS}
+            row_of = {str(f): i for i, f in enumerate(data["frames"])}
     rows = []
     for frame in frames:
         single = frame_file(output_dir, clip, frame)
@@ -93,7 +94,7 @@ def pack_clip(output_dir: Path, clip: str, frames: list[str]) -> None:
             with np.load(single) as data:
                 rows.append({k: data[k] for k in FRAME_KEYS})
         else:
-            rows.append(packed[frame])
+            rows.append({k: packed[k][row_of[frame]] for k in FRAME_KEYS})
     save_npz(path, frames=np.array(frames), **{k: np.stack([np.asarray(r[k]) for r in rows]) for k in FRAME_KEYS})
     if folder.is_dir():
         for single in folder.glob("*.npz"):

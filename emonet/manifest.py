@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from .colour import COLOR_SPACES
-from .constants import LABEL_SCALE, MANIFEST_FORMAT
+from .constants import DEFAULT_DATASET, LABEL_SCALE, MANIFEST_FORMAT
 from .errors import DatasetError
 from .io import write_json
 
@@ -73,7 +73,7 @@ class Manifest:
     @property
     def dataset(self) -> str:
         """The dataset the features come from (manifests written before other datasets were read: AFEW-VA)."""
-        return str(self.settings.get("dataset", "afew_va"))
+        return str(self.settings.get("dataset", DEFAULT_DATASET))
 
     @property
     def has_time(self) -> bool:
