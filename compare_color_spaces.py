@@ -40,11 +40,13 @@ import torch
 from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_optimisation_arguments, check_finetune_args,
                         check_fraction, check_optimisation_args, dataset_root_or_env, run)
 from emonet.colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
-from emonet.comparison import (APPROACHES, TRAINING_FLAGS, UNIT_FILE, HeadComparison, all_units, check_manifests,
-                               claim_folds, finished_units, collect_predictions, default_workers, feature_identity, finetune_plan,
-                               finetune_source, load_spaces, make_folds, parse_manifest_args, parse_only,
-                               read_fingerprint, read_manifests, run_finetune_unit, run_head_units, check_same_settings,
-                               unit_source)
+from emonet.constants import CROSS_CORPUS, DEFAULT_DATASET, OFFICIAL
+from emonet.cross_corpus import collect_test_predictions, predict_test_corpus, read_test_corpus, test_groups
+from emonet.comparison import (APPROACHES, TRAINING_FLAGS, UNIT_FILE, HeadComparison, all_units, check_feature_files,
+                               check_manifests, check_same_settings, claim_folds, collect_predictions, default_workers,
+                               feature_identity, finetune_plan, finetune_source, finished_units, make_folds,
+                               parse_manifest_args, parse_only, read_fingerprint, read_manifests, run_finetune_unit,
+                               run_head_units, scored_samples, unit_source, without_samples)
 from emonet.comparison_report import DEMO_NOTE, build_report, summary, write_report
 from emonet.distributed import init_distributed
 from emonet.errors import EmoNetError
@@ -61,7 +63,7 @@ from emonet.testing import write_demo_dataset
 
 DEFAULTS = {"head": HEAD_DEFAULTS, "finetune": FINETUNE_DEFAULTS}
 # Flags that belong to one approach only: given with the other, they are refused, not ignored.
-HEAD_ONLY = ("manifests", "common_frames", "dropout", "heads", "clips_per_batch", "workers")
+HEAD_ONLY = ("manifests", "test_manifests", "common_frames", "dropout", "heads", "clips_per_batch", "workers")
 FINETUNE_ONLY = ("color_spaces", "dataset_root", "pretrained_path", "crop", "n_expression", "freeze_backbone", "augment",
                  "colour_jitter", "grad_clip", "sync_bn", "num_workers", "amp", "limit", "flip_tta")
 DEMO_SPACES = ("rgb", "hsv")
@@ -77,6 +79,11 @@ def get_args_parser():
     parser.add_argument("--manifests", nargs="+", metavar="SPACE=MANIFEST", default=None,
                         help="head: the feature manifest of each colour space (default: the standard manifest of every "
                              "space found in the working folder: features_manifest.json, features_hsv_manifest.json, ...)")
+    parser.add_argument("--test_manifests", nargs="+", metavar="SPACE=MANIFEST", default=None,
+                        help="head: another corpus's manifest of each colour space of --manifests (same crop and "
+                             "checkpoint): every unit's chosen model also predicts its official validation split (every "
+                             "frame of a corpus without one), and the report adds cross-corpus rows beside the in-corpus "
+                             "ones (default: none)")
     parser.add_argument("--common_frames", action="store_true",
                         help="head: keep the frames every manifest has, instead of refusing manifests that differ "
                              "(default: refuse)")
@@ -245,24 +252,35 @@ def compare(args, dist) -> None:
         args.reference = spaces[0] if len(spaces) == 1 else DEFAULT_COLOR_SPACE
     if args.reference not in spaces:
         raise EmoNetError(f"--reference {args.reference} is not among the colour spaces compared ({', '.join(spaces)})")
-    every = all_units(args.repeats, spaces, args.heads, args.folds)
+    official, corpus = False, None
+    if args.approach == "head":
+        manifests = read_manifests(paths)
+        common = check_manifests(manifests, args.common_frames)
+        official = common.official
+        check_dataset_args(args, manifests, common)
+        if not (args.report_only or args.list_units):
+            check_feature_files(manifests)
+        manifests = without_samples(manifests)
+        samples = common.samples
+        if args.test_manifests:
+            corpus = read_test_corpus(parse_manifest_args(args.test_manifests, Path.cwd(), True, "--test_manifests"),
+                                      spaces, common.dataset, args.heads, args.common_frames,
+                                      check_files=not (args.report_only or args.list_units))
+    folds_count = 1 if official else args.folds
+    every = all_units(args.repeats, spaces, args.heads, folds_count)
     if args.list_units:
         print("\n".join(u.label for u in every))
         return
-    units = [parse_only(args.only, spaces, args.heads, args.folds, args.repeats)] if args.only else every
+    units = [parse_only(args.only, spaces, args.heads, folds_count, args.repeats)] if args.only else every
     if not args.only:
         check_not_narrower(args, found, spaces)
     if args.report_only:
         adopt_unit_settings(args, every)
-    if args.approach == "head":
-        manifests = read_manifests(paths)
-        common = check_manifests(manifests, args.common_frames)
-        samples = common.samples
-    else:
+    if args.approach == "finetune":
         dataset_root = Path(dataset_root_or_env(args.dataset_root)).resolve()
         frames = load_frames_for(dataset_root, args.limit, args.crop)
         samples = [f.sample() for f in frames]
-    folds = make_folds(samples, args.split, args.folds, args.seed, args.repeats)
+    folds = make_folds(samples, args.split, args.folds, args.seed, args.repeats, official)
     error = None
     if dist.is_main:
         try:
@@ -274,10 +292,10 @@ def compare(args, dist) -> None:
     dist.agree(error)
     folds = dist.broadcast(folds)
     if args.approach == "head":
-        datasets = load_spaces(manifests, common, progress=not args.no_progress and dist.is_main)
         sources = {s: feature_identity(manifests[s], samples) for s in spaces}
         device = dist.device if dist.device.type == "cuda" else torch.device("cpu")
-        comparison = HeadComparison(args.output_dir, folds, args, spaces, datasets, sources, manifests, device)
+        comparison = HeadComparison(args.output_dir, folds, args, spaces, common, sources, manifests, device,
+                                    progress=not args.no_progress and dist.is_main)
         expected = comparison.expected
     else:
         source = finetune_source(frames, sha256_file(args.pretrained_path), dist.world_size)
@@ -289,6 +307,11 @@ def compare(args, dist) -> None:
             mine = units[dist.rank :: dist.world_size]  # torchrun: each process its share, none twice
             workers = args.workers or default_workers(dist)
             lines = run_head_units(comparison, mine, workers, progress=not args.no_progress and dist.is_main)
+            if corpus is not None:
+                predicted = predict_test_corpus(comparison, corpus, mine)
+                lines.append(f"{predicted} units predicted {corpus.dataset}'s {corpus.scored} "
+                             f"({len(corpus.rows):,} frames)" if predicted else
+                             f"every unit had predicted {corpus.dataset} already")
             for rank_lines in dist.gather(lines):
                 if dist.is_main:
                     print("\n".join(rank_lines))
@@ -300,8 +323,19 @@ def compare(args, dist) -> None:
         dist.barrier()
     if args.only or not dist.is_main:
         return
-    report(args, spaces, every, folds, samples, manifests if args.approach == "head" else None,
-           common if args.approach == "head" else None)
+    report(args, spaces, every, folds, scored_samples(folds, samples), manifests if args.approach == "head" else None,
+           common if args.approach == "head" else None, corpus)
+
+
+def check_dataset_args(args, manifests, common) -> None:
+    """What the manifests' dataset allows: heads along time only on videos; under the official protocol (a dataset
+    with an official split) no --folds, since the official validation split is the test set."""
+    for m in manifests.values():
+        for head in args.heads:
+            m.check_head(head)
+    if common.official and args.folds != get_args_parser().get_default("folds"):
+        raise EmoNetError(f"--folds {args.folds}: {common.dataset} has an official training / validation split, on which "
+                          "the comparison trains and scores (no cross-validation); drop --folds")
 
 
 def adopt_unit_layout(args, found) -> None:
@@ -375,7 +409,7 @@ def check_finished(output_dir: Path, units, expected) -> None:
         check_same_settings(unit.folder(output_dir), read_fingerprint(unit.folder(output_dir)), expected(unit), "made")
 
 
-def report(args, spaces, units, folds, samples, manifests, common) -> None:
+def report(args, spaces, units, folds, samples, manifests, common, corpus) -> None:
     preds, zero = collect_predictions(args.output_dir, units, folds, samples, args.repeats)
     keep = np.logical_and.reduce([p.notna().all(axis=1).to_numpy() for p in preds])  # undecodable frames (finetune)
     if not keep.all():
@@ -386,32 +420,56 @@ def report(args, spaces, units, folds, samples, manifests, common) -> None:
     samples = [s for s, k in zip(samples, keep, strict=True) if k]
     unit_ids = {u: i for i, u in enumerate(sorted({sample_key(s, args.split) for s in samples}))}
     groups = np.array([unit_ids[sample_key(s, args.split)] for s in samples], dtype=np.int64)
-    protocol = _protocol(args, units, samples, common)
+    protocol = _protocol(args, units, samples, common, folds)
     if args.demo:  # the demo's EmoNet has random weights: its zero-shot rows are left out, saying why
         protocol["demo_zero_shot_median"] = float(np.nanmedian(zero[[c for c in zero if c.startswith(tuple(spaces))]]))
         zero = None
     sources = {s: unit_source(next(u for u in units if u.space == s).folder(args.output_dir)) for s in spaces}
     result = build_report(preds, zero, spaces, args.heads, args.reference, groups, protocol,
                           sources if manifests is not None else None)
-    write_report(args.report_dir, result, preds, zero)
+    cross_preds = None
+    if corpus is not None:
+        result["cross_corpus"], cross_preds = cross_corpus_report(args, spaces, units, corpus, protocol)
+    write_report(args.report_dir, result, preds, zero, cross_preds)
     print(summary(result))
     print(f"report in {args.report_dir}/ (comparison.md: the table; comparison.json: every figure)")
 
 
-def _protocol(args, units, samples, common) -> dict:
+def cross_corpus_report(args, spaces, units, corpus, protocol) -> tuple[dict, list]:
+    """The cross-corpus rows: every (space, head) scored on the test corpus, as a report of its own; and the
+    predictions they score."""
+    preds, zero = collect_test_predictions(args.output_dir, units, corpus, args.repeats)
+    groups, group_by = test_groups(corpus.samples, args.split)
+    cross = {**protocol, "protocol": CROSS_CORPUS, "trained_on": protocol["dataset"], "dataset": corpus.dataset,
+             "scored": corpus.scored, "group_by": group_by, "folds": 1, "frames": len(corpus.rows),
+             "clips": len({s["clip"] for s in corpus.samples}),
+             "combination": (f"the mean of its {protocol['folds']} fold models" if protocol["protocol"] != OFFICIAL
+                             else "that of its one model")}
+    for key in ("dropped_frames", "units_folder", "training_groups"):
+        cross.pop(key, None)
+    return build_report(preds, None if args.demo else zero, spaces, args.heads, args.reference, groups, cross,
+                        {s: str(m.path.resolve()) for s, m in corpus.manifests.items()}), preds
+
+
+def _protocol(args, units, samples, common, folds) -> dict:
     """What the report says was done: the training flags as the units record them, the comparison's own choices."""
     fingerprints = {}
     for unit in units:
         fingerprints.setdefault(unit.head, read_fingerprint(unit.folder(args.output_dir)))
     first = fingerprints[DEFAULT_HEAD]
     training, source = first["training"], first["input"]
-    protocol = {"approach": args.approach, "group_by": args.split, "folds": args.folds, "seed": args.seed,
+    official = folds.get("protocol") == OFFICIAL
+    protocol = {"approach": args.approach, "dataset": common.dataset if common else DEFAULT_DATASET,
+                "protocol": OFFICIAL if official else "cross-validation", "group_by": args.split,
+                "folds": len(folds["folds"]), "seed": args.seed,
                 "repeats": args.repeats, "heads": list(args.heads), "bootstrap": args.bootstrap, "reference": args.reference,
                 **{k: training[k] for k in ("inner_val_split", "epochs", "batch_size", "learning_rate", "weight_decay",
                                             "optimizer", "loss_function")},
                 "frames": len(samples), "clips": len({s["clip"] for s in samples}), "torch_version": torch.__version__,
                 "selection": "best mean CCC on an inner validation split of each fold's training units",
                 "demo": bool(args.demo)}
+    if official:
+        protocol["training_groups"] = len(folds["repeats"][0]["train"])
     if args.report_dir.resolve() != args.output_dir.resolve():  # a report beside its units says where they are
         protocol["units_folder"] = str(args.output_dir.resolve())
     if args.approach == "head":

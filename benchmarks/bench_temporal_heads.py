@@ -74,8 +74,8 @@ class BiGRUHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.output = nn.Linear(2 * channels, 2)
 
-    def set_normalisation(self, features: np.ndarray) -> None:
-        set_normalisation(self, features)
+    def set_normalisation(self, features: np.ndarray, rows: np.ndarray) -> None:
+        set_normalisation(self, features, rows)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.input((x - self.feature_mean) / self.feature_std)) * mask[..., None]

@@ -30,7 +30,7 @@ import multiprocessing
 import os
 import re
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -41,15 +41,16 @@ from tqdm import tqdm
 
 from .afew_va import Frame
 from .checkpoint import load_emonet
-from .constants import DEFAULT_DATASET, LABEL_SCALE
+from .constants import LABEL_SCALE, OFFICIAL
 from .distributed import Distributed
 from .errors import EmoNetError
+from .feature_store import check_feature_file
 from .features import FeatureSet, load_feature_set
 from .finetune import FINETUNE_FIXED_ARGS, finetune_emonet, predict_frames
 from .head_training import HEAD_THREADS, HeadUnit, head_config, intra_op_threads, model_args, train_heads
 from .heads import DEFAULT_HEAD, HeadPredictor
 from .io import write_json, write_text
-from .manifest import FEATURE_IDENTITY_KEYS, Manifest, read_manifest, standard_manifests
+from .manifest import FEATURE_IDENTITY_KEYS, Manifest, SampleColumns, read_manifest, standard_manifests
 from .splits import assign_folds, sample_key, split_indices, split_with_inner
 from .text import number
 from .training import RESUME_FIXED_ARGS, load_training_checkpoint
@@ -57,6 +58,8 @@ from .training import RESUME_FIXED_ARGS, load_training_checkpoint
 logger = logging.getLogger(__name__)
 
 APPROACHES = ("head", "finetune")
+# The sample "split" values of the official protocol (folds.json's "protocol": constants.OFFICIAL).
+OFFICIAL_SIDES = ("train", "validation")
 FOLDS_FILE = "folds.json"
 UNIT_FILE = "unit.json"
 UNIT_PREDICTIONS = "fold_predictions.csv"
@@ -122,7 +125,8 @@ def parse_only(value: str, spaces: list[str], heads: list[str], folds: int, repe
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------
-def parse_manifest_args(values: list[str] | None, folder: Path, several_heads: bool) -> dict[str, Path]:
+def parse_manifest_args(values: list[str] | None, folder: Path, several_heads: bool,
+                        flag: str = "--manifests") -> dict[str, Path]:
     """`LABEL=PATH` pairs; without any, the standard manifest of every colour space found in `folder`. A comparison
     needs two colour spaces, or one with several heads (each compared with the frame head)."""
     what = "two colour spaces or more, or one colour space with several heads (--heads frame smooth temporal)"
@@ -139,11 +143,11 @@ def parse_manifest_args(values: list[str] | None, folder: Path, several_heads: b
     for value in values:
         label, sep, path = value.partition("=")
         if not sep or not label or not path:
-            raise EmoNetError(f"--manifests {value!r}: expected LABEL=PATH, e.g. rgb=features_manifest.json")
+            raise EmoNetError(f"{flag} {value!r}: expected LABEL=PATH, e.g. rgb=features_manifest.json")
         if label in out:
-            raise EmoNetError(f"--manifests: the label {label!r} is given twice")
+            raise EmoNetError(f"{flag}: the label {label!r} is given twice")
         if not re.fullmatch(r"[A-Za-z0-9_-]+", label):
-            raise EmoNetError(f"--manifests {value!r}: a label is letters, digits, - and _ (it names folders and columns)")
+            raise EmoNetError(f"{flag} {value!r}: a label is letters, digits, - and _ (it names folders and columns)")
         out[label] = Path(path)
     if len(out) < 2 and not several_heads:
         raise EmoNetError(f"--manifests: a comparison needs {what}: add another space's manifest (e.g. "
@@ -156,9 +160,15 @@ def parse_manifest_args(values: list[str] | None, folder: Path, several_heads: b
 class CommonFrames:
     """The frames every space is scored on, in one order, and where each space's manifest holds them."""
 
-    samples: list[dict]  # clip, frame, actor, valence, arousal
+    samples: SampleColumns  # clip, frame, actor, valence, arousal on AFEW-VA's scale, and split where the dataset has one
     positions: dict[str, np.ndarray]  # label -> indices into that manifest's samples
     dropped: dict[str, int]  # label -> frames of its manifest left out (common_frames)
+    dataset: str  # the dataset every manifest comes from
+
+    @property
+    def official(self) -> bool:
+        """Whether the dataset has an official training / validation split, on which the comparison is scored."""
+        return any(s.get("split") for s in self.samples[:1])
 
 
 def _key(sample: dict) -> tuple[str, str]:
@@ -172,13 +182,11 @@ def check_manifests(manifests: dict[str, Manifest], common_frames: bool) -> Comm
         if "color_space" in m.settings and m.settings["color_space"] != label:
             raise EmoNetError(f"--manifests {label}={m.path}: that manifest holds {m.settings['color_space']!r} "
                               f"features, not {label!r}")
-    datasets = {m.dataset for m in manifests.values()}
-    if datasets != {DEFAULT_DATASET}:
-        # Aff-Wild2 and AffectNet have an official training / validation split, which a comparison must score on;
-        # that protocol (and cross-corpus rows) is not built yet: K-fold cross-validation would quietly ignore it.
-        raise EmoNetError(f"the manifests hold {', '.join(sorted(datasets))} features: compare_color_spaces.py runs "
-                          "AFEW-VA's cross-validation only; the official-split protocol for Aff-Wild2 and AffectNet is "
-                          "not built yet (see the guide's 'Other datasets')")
+    datasets = {label: m.dataset for label, m in manifests.items()}
+    if len(set(datasets.values())) > 1:
+        raise EmoNetError(f"the manifests come from different datasets ({', '.join(f'{k} {v}' for k, v in datasets.items())}): "
+                          "every colour space is trained and scored on one dataset; another corpus is scored with "
+                          "--test_manifests")
     with_settings = {label: m for label, m in manifests.items() if m.settings}
     for key in FEATURE_IDENTITY_KEYS:
         if key == "color_space":
@@ -203,25 +211,33 @@ def check_manifests(manifests: dict[str, Manifest], common_frames: bool) -> Comm
                               "for every colour space, or pass --common_frames to keep only those all of them have")
     if not common:
         raise EmoNetError("the manifests share no frame")
+    del keys
     order = sorted(common)
+    del common
     positions, samples = {}, None
     for label, m in manifests.items():
         index = {_key(s): i for i, s in enumerate(m.samples)}
         positions[label] = np.array([index[k] for k in order], dtype=np.int64)
+        del index
         chosen = [m.samples[i] for i in positions[label]]
         if samples is None:
-            samples = [{k: s[k] for k in ("clip", "frame", "actor", "valence", "arousal")} for s in chosen]
+            samples = chosen
             continue
         differ = [f"{s['clip']}/{s['frame']}" for s, t in zip(samples, chosen, strict=True)
                   if (s["valence"], s["arousal"]) != (t["valence"], t["arousal"])]
         if differ:
             raise EmoNetError(f"{label}: {len(differ)} frames carry other labels than in the first manifest "
                               f"(e.g. {differ[0]}); these are not the same frames")
+    first = next(iter(manifests.values()))
+    columns = SampleColumns(samples)
+    if first.label_scale != LABEL_SCALE:  # every figure on AFEW-VA's scale, as load_feature_set puts the labels
+        for dim in ("valence", "arousal"):
+            columns.columns[dim] *= LABEL_SCALE / first.label_scale
     dropped = {label: len(m.samples) - len(order) for label, m in manifests.items()}
     if common_frames and any(dropped.values()):
         logger.warning("--common_frames: %d frames kept; dropped %s", len(order),
                        ", ".join(f"{n} of {label}" for label, n in dropped.items()))
-    return CommonFrames(samples, positions, dropped)
+    return CommonFrames(columns, positions, dropped, first.dataset)
 
 
 def frames_sha256(samples: list[dict]) -> str:
@@ -238,28 +254,75 @@ def feature_identity(manifest: Manifest, samples: list[dict]) -> dict:
             "frames_sha256": frames_sha256(samples)}
 
 
-def load_spaces(manifests: dict[str, Manifest], common: CommonFrames, progress: bool) -> dict[str, FeatureSet]:
-    """Every space's features, in the comparison's frame order. All are read before the first unit trains, so
-    that a truncated file stops the command at once, not after hours of other units."""
-    out = {}
-    for label, m in manifests.items():
-        data = load_feature_set(m, progress=progress)
-        p = common.positions[label]
-        out[label] = FeatureSet(common.samples, data.features[p], data.labels[p],
-                                None if data.emonet_va is None else data.emonet_va[p])
-    return out
+def load_space(path: Path, common: CommonFrames, space: str, progress: bool) -> FeatureSet:
+    """One space's features in the comparison's frame order, its manifest read again (it must still list the frames
+    `check_manifests` saw there)."""
+    manifest = read_manifest(path)
+    p = common.positions[space]
+    if len(p) and (int(p.max()) >= len(manifest.samples) or any(
+            _key(manifest.samples[i]) != _key(s) for i, s in zip(p.tolist(), common.samples, strict=True))):
+        raise EmoNetError(f"{path}: the manifest changed while the comparison ran (it lists other frames than when it "
+                          "was checked); rerun the comparison")
+    data = load_feature_set(manifest, progress=progress)
+    del manifest
+    if np.array_equal(p, np.arange(len(data.features))):  # the usual case: no copy of the features
+        return FeatureSet(common.samples, data.features, data.labels, data.emonet_va)
+    return FeatureSet(common.samples, data.features[p], data.labels[p], None if data.emonet_va is None else data.emonet_va[p])
 
 
 def read_manifests(paths: dict[str, Path]) -> dict[str, Manifest]:
     return {label: read_manifest(path) for label, path in paths.items()}
 
 
+def without_samples(manifests: dict[str, Manifest]) -> dict[str, Manifest]:
+    """The manifests' paths and settings, their sample lists let go: after `check_manifests` the comparison holds one
+    list of samples (`CommonFrames.samples`), not one a space (1.2 GB each at Aff-Wild2's 2.8 million frames)."""
+    return {label: Manifest(m.path, m.settings, []) for label, m in manifests.items()}
+
+
+def check_feature_files(manifests: dict[str, Manifest]) -> None:
+    """Open every feature file of every space (its zip directory only) before the first unit trains: the features are
+    read one space at a time, and a missing or truncated file of the last space must stop the command at once, not
+    after hours of the other spaces' units."""
+    for m in manifests.values():
+        for path in dict.fromkeys(s["path"] for s in m.samples):
+            check_feature_file(m.resolve({"path": path}), m.path)
+
+
 # -- folds -------------------------------------------------------------------------------------------------------
-def make_folds(samples: list[dict], group_by: str, folds: int, seed: int, repeats: int = 1) -> dict:
+def make_folds(samples: list[dict], group_by: str, folds: int, seed: int, repeats: int = 1,
+               official: bool = False) -> dict:
     """The folds shared by every colour space and head: `{"group_by": clip or actor (what a fold keeps whole),
-    "seed", "folds": repetition 0's partition, "repeats": [{"seed": seed + r, "folds": [[ids of fold 0], ...]}, ...]}`."""
-    drawn = [{"seed": seed + r, "folds": assign_folds(samples, group_by, folds, seed + r)} for r in range(repeats)]
-    return {"group_by": group_by, "seed": seed, "folds": drawn[0]["folds"], "repeats": drawn}
+    "seed", "folds": repetition 0's partition, "repeats": [{"seed": seed + r, "folds": [[ids of fold 0], ...]}, ...]}`.
+
+    `official` (Aff-Wild2, AffectNet): no cross-validation; one "fold", the dataset's official validation split, and
+    every repetition trains on its official training split (`"train"`), with its own seed for the inner split,
+    initialisation and order: `{"protocol": "official", ..., "repeats": [{"seed", "train": [ids], "folds": [[ids]]}]}`.
+    """
+    if not official:
+        drawn = [{"seed": seed + r, "folds": assign_folds(samples, group_by, folds, seed + r)} for r in range(repeats)]
+        return {"group_by": group_by, "seed": seed, "folds": drawn[0]["folds"], "repeats": drawn}
+    sides = {side: sorted({sample_key(s, group_by) for s in samples if s.get("split") == side})
+             for side in OFFICIAL_SIDES}
+    both = set(sides["train"]) & set(sides["validation"])
+    if both:
+        raise EmoNetError(f"--split {group_by}: {len(both)} {group_by}s have frames in both official splits (e.g. "
+                          f"{sorted(both)[0]}); split by clip")
+    if not sides["train"] or not sides["validation"]:
+        raise EmoNetError(f"the manifests hold {len(sides['train'])} {group_by}s of the official training split and "
+                          f"{len(sides['validation'])} of its validation split: the comparison trains on the one and "
+                          "scores the other; extract both")
+    drawn = [{"seed": seed + r, "train": sides["train"], "folds": [sides["validation"]]} for r in range(repeats)]
+    return {"protocol": OFFICIAL, "group_by": group_by, "seed": seed, "folds": drawn[0]["folds"], "repeats": drawn}
+
+
+def scored_samples(folds: dict, samples: list[dict]) -> list[dict]:
+    """The samples a comparison scores: all of them under cross-validation, the official validation split's under the
+    official protocol."""
+    if folds.get("protocol") != OFFICIAL:
+        return samples
+    scored = set(folds["folds"][0])
+    return [s for s in samples if sample_key(s, grouping(folds)) in scored]
 
 
 def grouping(folds: dict) -> str:
@@ -289,6 +352,9 @@ def claim_folds(output_dir: Path, folds: dict, write: bool) -> dict:
 def unit_split(folds: dict, unit: Unit, inner_val_split: float) -> dict:
     """The split of a unit: the other folds of its repetition train (less the inner validation units)."""
     repetition = folds["repeats"][unit.repeat]
+    if folds.get("protocol") == OFFICIAL:
+        return split_with_inner(grouping(folds), repetition["seed"], repetition["train"], repetition["folds"][0],
+                                inner_val_split, val_split=None, folds=1, fold=0, protocol=OFFICIAL)
     train = sorted(u for j, fold in enumerate(repetition["folds"]) if j != unit.fold for u in fold)
     return split_with_inner(grouping(folds), repetition["seed"], train, repetition["folds"][unit.fold], inner_val_split,
                             val_split=None, folds=len(repetition["folds"]), fold=unit.fold)
@@ -415,13 +481,21 @@ def finished_units(output_dir: Path) -> list[tuple[Unit, dict]]:
 
 def _finish_unit(folder: Path, samples: list[dict], pred: np.ndarray, zero_shot: np.ndarray | None,
                  fp: dict, source_path: str | None) -> None:
+    # `source` (the manifest's path, say) is for a reader, not part of the fingerprint.
+    write_predictions(folder / UNIT_PREDICTIONS, folder / UNIT_FILE, samples, pred, zero_shot,
+                      {"fingerprint": fp, "frames": len(samples), "source": source_path})
+
+
+def write_predictions(table: Path, record_path: Path, samples: list[dict], pred: np.ndarray, zero_shot: np.ndarray | None,
+                      record: dict) -> None:
+    """A unit's predictions of `samples` (PREDICTION_COLUMNS, raw scale), then `record`, last: its presence means the
+    predictions are complete."""
     zero = zero_shot if zero_shot is not None else np.full((len(samples), 2), np.nan)
     frame = pd.DataFrame({"clip": [s["clip"] for s in samples], "frame": [s["frame"] for s in samples],
                           "valence_pred": pred[:, 0], "arousal_pred": pred[:, 1],
                           "valence_zero_shot": zero[:, 0], "arousal_zero_shot": zero[:, 1]}, columns=PREDICTION_COLUMNS)
-    write_text(folder / UNIT_PREDICTIONS, frame.to_csv(index=False, float_format=lambda v: repr(float(v))))
-    # Last: the unit is done. `source` (the manifest's path, say) is for a reader, not part of the fingerprint.
-    write_json(folder / UNIT_FILE, {"fingerprint": fp, "frames": len(samples), "source": source_path})
+    write_text(table, frame.to_csv(index=False, float_format=lambda v: repr(float(v))))
+    write_json(record_path, record)
 
 
 def _done(state: str, best: dict, held_out: int) -> str:
@@ -435,16 +509,27 @@ def _done(state: str, best: dict, held_out: int) -> str:
 # -- head units --------------------------------------------------------------------------------------------------
 @dataclass
 class HeadComparison:
-    """What every head unit of one command shares: folders, folds, flags, the features of every space."""
+    """What every head unit of one command shares: folders, folds, flags, the frames, and the features of the one
+    colour space whose units are being trained (`use`)."""
 
     output_dir: Path
     folds: dict
     args: object
     spaces: list[str]
-    datasets: dict[str, FeatureSet]
+    common: CommonFrames
     sources: dict[str, dict]  # space -> feature_identity
-    manifests: dict[str, Manifest]
+    manifests: dict[str, Manifest]  # paths and settings (`without_samples`)
     device: torch.device
+    progress: bool = False
+    datasets: dict[str, FeatureSet] = field(default_factory=dict)  # the space in memory
+
+    def use(self, space: str) -> None:
+        """Hold `space`'s features, in the comparison's frame order, and no other space's: memory is one space's (2.9 GB
+        at Aff-Wild2's size), however many spaces are compared."""
+        if space in self.datasets:
+            return
+        self.datasets.clear()
+        self.datasets[space] = load_space(self.manifests[space].path, self.common, space, self.progress)
 
     def plan(self, unit: Unit) -> tuple[dict, SimpleNamespace, dict]:
         split = unit_split(self.folds, unit, self.args.inner_val_split)
@@ -464,7 +549,7 @@ class HeadComparison:
                              "manifest_file": str(manifest.path.resolve()),
                              "data_root": str(manifest.path.resolve().parent)}}
         return HeadUnit(unit.folder(self.output_dir), unit.head, self.spaces.index(unit.space),
-                        split_indices(self.datasets[unit.space].samples, split), training.seed, meta, resumed)
+                        split_indices(self.common.samples, split), training.seed, meta, resumed)
 
     def finish(self, unit: Unit, state: str) -> str:
         """Predict the held-out fold with the unit's chosen model; returns the unit's line."""
@@ -473,7 +558,7 @@ class HeadComparison:
         data = self.datasets[unit.space]
         indices = split_indices(data.samples, split)
         best = load_training_checkpoint(folder / "best_model.pth", MODEL_TYPES["head"])
-        held_out = [data.samples[i] for i in indices.val]
+        held_out = data.samples[indices.val]
         zero_shot = None if data.emonet_va is None else data.emonet_va[indices.val] * LABEL_SCALE
         with intra_op_threads(HEAD_THREADS):
             pred = HeadPredictor.from_checkpoint(best).predict(data.features[indices.val], held_out, self.device)
@@ -486,13 +571,13 @@ _SHARED: HeadComparison | None = None
 
 
 def _train_item(item: list[tuple[Unit, str, dict | None]], progress: bool = False) -> list[tuple[str, str]]:
-    """Train and finish the units of one work item (a batch of frame/smooth units, or one temporal unit)."""
+    """Train and finish the units of one work item (a batch of frame/smooth units of one space, or one temporal unit)."""
     comparison = _SHARED
     training = [(u, s, c) for u, s, c in item if s in ("new", "resume")]
     if training:
         args = unit_args(comparison.args, comparison.folds, training[0][0], HEAD_TRAINING_ARGS)
-        train_heads([comparison.head_unit(u, c) for u, _, c in training], [comparison.datasets[s] for s in comparison.spaces],
-                    args, comparison.device, progress=progress)
+        train_heads([comparison.head_unit(u, c) for u, _, c in training],
+                    [comparison.datasets.get(s) for s in comparison.spaces], args, comparison.device, progress=progress)
     return [(u.label, comparison.finish(u, s)) for u, s, _ in item]
 
 
@@ -513,8 +598,9 @@ def default_workers(dist: Distributed) -> int:
 def run_head_units(comparison: HeadComparison, units: list[Unit], workers: int, progress: bool) -> list[str]:
     """Train, select and predict `units`; returns one line per unit, in the order of `units`.
 
-    Frame and smooth units that need training are dealt into `workers` batches, temporal units are one item
-    each; with several workers the items run in forked processes (each with one intra-op thread).
+    One colour space at a time (its features loaded, the others' not): its frame and smooth units that need training
+    are dealt into `workers` batches, its temporal units are one item each; with several workers the items run in
+    forked processes (each with one intra-op thread), which share the space's features with the parent.
     """
     global _SHARED
     states = []
@@ -524,22 +610,25 @@ def run_head_units(comparison: HeadComparison, units: list[Unit], workers: int, 
         states.append((unit, state, resumed))
     lines = {u.label: "skipped (finished)" for u, s, _ in states if s == "done"}
     todo = [t for t in states if t[1] != "done"]
-    stacked = [t for t in todo if t[0].head != "temporal"]
-    items = [[stacked[i] for i in chunk] for chunk in np.array_split(np.arange(len(stacked)), max(1, min(workers, len(stacked))))
-             if len(chunk)]
-    items += [[t] for t in todo if t[0].head == "temporal"]
     _SHARED = comparison
     try:
-        if workers <= 1 or len(items) <= 1:
-            for item in items:
-                lines.update(_train_item(item, progress))
-        else:
-            with tqdm(total=len(todo), unit="unit", desc="units", disable=not progress) as bar:
-                def finished(done: list[tuple[str, str]]) -> None:
-                    lines.update(done)
-                    bar.update(len(done))
+        with tqdm(total=len(todo), unit="unit", desc="units", disable=not progress or workers <= 1) as bar:
+            def finished(done: list[tuple[str, str]]) -> None:
+                lines.update(done)
+                bar.update(len(done))
 
-                _run_items(items, min(workers, len(items)), finished)
+            for space in dict.fromkeys(u.space for u, _, _ in todo):
+                comparison.use(space)
+                mine = [t for t in todo if t[0].space == space]
+                stacked = [t for t in mine if t[0].head != "temporal"]
+                items = [[stacked[i] for i in chunk]
+                         for chunk in np.array_split(np.arange(len(stacked)), max(1, min(workers, len(stacked)))) if len(chunk)]
+                items += [[t] for t in mine if t[0].head == "temporal"]
+                if workers <= 1 or len(items) <= 1:
+                    for item in items:
+                        finished(_train_item(item, progress))
+                else:
+                    _run_items(items, min(workers, len(items)), finished)
     finally:
         _SHARED = None
     return [f"{u.label} {lines[u.label]}" for u in units]

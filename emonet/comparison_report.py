@@ -15,6 +15,10 @@ wherever a figure is printed:
   CCCs, with the paired bootstrap's CI and p;
 - R > 1: the mean of the R x K fold CCCs with its corrected-t CI; a difference is the mean of the R x K
   per-fold differences (= the difference of the two means), with the corrected resampled t-test's CI and p.
+- the official protocol (Aff-Wild2, AffectNet: one fixed test set, the official validation split) with R > 1 seeds:
+  the mean over seeds of the pooled CCC, with the interval of a bootstrap that resamples the scored groups and the
+  seeds (`Draws`); a difference is the difference of those means, with the paired draws' CI and p. The corrected
+  t-test is for cross-validation's overlapping training sets and does not apply to one fixed split.
 The other figures (repetition 0's pooled values and bootstrap, the folds) follow, labelled as what they are.
 
 Written as comparison.json (for tools), comparison.csv (long format), comparison.md (the table for a paper,
@@ -27,8 +31,10 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import BOOTSTRAP_METRICS, CI_LEVEL, draw_counts, group_sums, interval, p_value, resample
+from .constants import CROSS_CORPUS, DEFAULT_DATASET, OFFICIAL
 from .cv_statistics import corrected_resampled_ttest
-from .heads import DEFAULT_HEAD, SIGMA_GRID, TEMPORAL_DEFAULTS
+from .datasets import DATASETS
+from .heads import DEFAULT_HEAD, SIGMA_GRID, TEMPORAL_DEFAULTS, TEMPORAL_WINDOW
 from .io import save_figure, write_json, write_text
 from .metrics import regression_metrics
 from .text import number
@@ -40,6 +46,11 @@ DIMENSIONS = ("valence", "arousal")
 HEAD_COLOURS = {"frame": "tab:blue", "smooth": "tab:orange", "temporal": "tab:green"}
 ZERO_SHOT_COLOUR = "darkgray"
 CORRECTED_T = "corrected resampled t-test"
+# The seeds of the official protocol's group x seed bootstrap: their own stream of --seed, apart from the groups'.
+SEED_DRAW_STREAM = 3
+AFFECTNET_NOTE = ("EmoNet was trained on AffectNet's training images: heads trained here sit on features of faces EmoNet "
+                  "already fitted, and are scored on validation images it did not see; EmoNet's zero-shot row is its own "
+                  "test (published: valence CCC 0.82, arousal 0.75 on its cleaned 8-class set)")
 DEMO_NOTE = ("DEMO: random (deterministic) EmoNet weights and a synthetic sample of one face, made brighter with "
              "valence and warmer in colour with arousal (a planted signal, so that training has something to find); "
              "the numbers show what a real comparison writes and how to read it, and say nothing about real faces")
@@ -60,6 +71,36 @@ def bootstrap_name(protocol: dict) -> str:
     return f"{protocol['group_by']} bootstrap"
 
 
+def fixed_test_set(protocol: dict) -> bool:
+    """Scored on one fixed test set, not cross-validated: a dataset's official validation split (Aff-Wild2,
+    AffectNet), or another corpus (the cross-corpus rows)."""
+    return protocol.get("protocol") in (OFFICIAL, CROSS_CORPUS)
+
+
+def test_set_name(protocol: dict) -> str:
+    """The fixed test set in words."""
+    if protocol.get("protocol") == CROSS_CORPUS:
+        return f"{dataset_title(protocol)}'s {protocol['scored']}"
+    return "the official validation split"
+
+
+def seed_bootstrap_name(protocol: dict) -> str:
+    """The official protocol's statistic with repetitions: it resamples the scored groups and the training seeds."""
+    return f"{protocol['group_by']} x seed bootstrap"
+
+
+def headline_statistic(protocol: dict, repeats: int) -> str:
+    """What every row leads with (see the module docstring)."""
+    if repeats == 1:
+        return bootstrap_name(protocol)
+    return seed_bootstrap_name(protocol) if fixed_test_set(protocol) else CORRECTED_T
+
+
+def dataset_title(protocol: dict) -> str:
+    """The dataset's name as the report prints it (reports written before other datasets: AFEW-VA)."""
+    return DATASETS[protocol.get("dataset", DEFAULT_DATASET)].title
+
+
 def _metrics(truth: np.ndarray, pred: np.ndarray) -> dict:
     full = regression_metrics(truth, pred)
     return {m: full[m] for m in BOOTSTRAP_METRICS}
@@ -74,26 +115,47 @@ def _pooled(frame: pd.DataFrame, col: str) -> dict:
     return {d: _metrics(frame[f"{d}_true"].to_numpy(), frame[f"{col}_{d}"].to_numpy()) for d in DIMENSIONS}
 
 
-def _score(preds: list[pd.DataFrame], col: str, groups: np.ndarray, n_groups: int, counts: np.ndarray,
+def _score(preds: list[pd.DataFrame], col: str, groups: np.ndarray, n_groups: int, draws_plan: "Draws",
            statistic: str) -> tuple[dict, dict]:
     """Everything the report says of one column's predictions (a space and head, or zero-shot): repetition 0's
     folds, fold mean/sd and pooled metrics (with bootstrap CIs); with repetitions each repetition's; and the
-    headline CCC per dimension. Also the CCC of every bootstrap draw per dimension, for paired differences."""
+    headline CCC per dimension. Also the CCC of every draw per dimension, for paired differences: repetition 0's
+    bootstrap draws (`repeat0`) and, for the group x seed bootstrap, its draws (`headline`)."""
     result = {"folds": _folds(preds[0], col), "fold_mean": {}, "fold_sd": {}, "pooled": {}}
-    draws = {}
+    draws = {"repeat0": {}, "headline": {}}
     for d in DIMENSIONS:
         per_fold = pd.DataFrame([f[d] for f in result["folds"]])
         result["fold_mean"][d] = {m: float(per_fold[m].mean()) for m in BOOTSTRAP_METRICS}
         result["fold_sd"][d] = {m: float(per_fold[m].std(ddof=1)) if len(per_fold) > 1 else 0.0 for m in BOOTSTRAP_METRICS}
+        boots = [resample(group_sums(groups, n_groups, p[f"{d}_true"].to_numpy(), p[f"{col}_{d}"].to_numpy()),
+                          draws_plan.counts) for p in (preds if statistic == draws_plan.seed_statistic else preds[:1])]
         truth, pred = preds[0][f"{d}_true"].to_numpy(), preds[0][f"{col}_{d}"].to_numpy()
-        boot = resample(group_sums(groups, n_groups, truth, pred), counts)
-        result["pooled"][d] = {**_metrics(truth, pred), **{f"{m}_ci": interval(boot[m]) for m in BOOTSTRAP_METRICS}}
-        draws[d] = boot["CCC"]
+        result["pooled"][d] = {**_metrics(truth, pred), **{f"{m}_ci": interval(boots[0][m]) for m in BOOTSTRAP_METRICS}}
+        draws["repeat0"][d] = boots[0]["CCC"]
+        if statistic == draws_plan.seed_statistic:
+            draws["headline"][d] = draws_plan.over_seeds(np.stack([b["CCC"] for b in boots]))
     if len(preds) > 1:
         result["repeats"] = [{"repeat": r, "pooled": _pooled(p, col), "folds": _folds(p, col) if r else result["folds"]}
                              for r, p in enumerate(preds)]
-    result["headline"] = {d: _headline_ccc(result, d, statistic) for d in DIMENSIONS}
+    result["headline"] = {d: _headline_ccc(result, d, statistic, draws["headline"].get(d)) for d in DIMENSIONS}
     return result, draws
+
+
+class Draws:
+    """The resamples every row shares, so that differences are paired: `counts` (draws x groups, how often each
+    scored clip or video is drawn) and, for the official protocol's repetitions, `seeds` (draws x R, which training
+    seeds each draw takes, with replacement)."""
+
+    def __init__(self, n_groups: int, protocol: dict, repeats: int):
+        self.counts = draw_counts(n_groups, protocol["bootstrap"], protocol["seed"])
+        self.seed_statistic = seed_bootstrap_name(protocol) if fixed_test_set(protocol) else None
+        self.seeds = np.random.default_rng([protocol["seed"], SEED_DRAW_STREAM]).integers(
+            0, repeats, size=(protocol["bootstrap"], repeats))
+
+    def over_seeds(self, per_seed: np.ndarray) -> np.ndarray:
+        """Draws of the mean over seeds (per_seed: R x draws, each seed's CCC on each group draw): draw b averages
+        the seeds it takes, each on draw b's groups."""
+        return np.take_along_axis(per_seed.T, self.seeds, axis=1).mean(axis=1)
 
 
 def _fold_cccs(block: dict, d: str) -> list[list[float]]:
@@ -102,11 +164,14 @@ def _fold_cccs(block: dict, d: str) -> list[list[float]]:
     return [[f[d]["CCC"] for f in r["folds"]] for r in repeats]
 
 
-def _headline_ccc(block: dict, d: str, statistic: str) -> dict:
+def _headline_ccc(block: dict, d: str, statistic: str, seed_draws: np.ndarray | None) -> dict:
     """The CCC a row leads with (see the module docstring), its CI and the statistic that made them."""
     if statistic == CORRECTED_T:
         t = corrected_resampled_ttest(_fold_cccs(block, d))
         return {"statistic": statistic, "CCC": t["mean"], "CCC_ci": t["ci"]}
+    if seed_draws is not None:  # the official protocol's repetitions: the mean over seeds of the pooled CCCs
+        return {"statistic": statistic, "CCC": float(np.mean([r["pooled"][d]["CCC"] for r in block["repeats"]])),
+                "CCC_ci": interval(seed_draws)}
     return {"statistic": statistic, "CCC": block["pooled"][d]["CCC"], "CCC_ci": block["pooled"][d]["CCC_ci"]}
 
 
@@ -114,20 +179,26 @@ def _difference(a: dict, b: dict, draws_a: dict, draws_b: dict, statistic: str) 
     """a - b per dimension, led by the headline statistic (`statistic`, `CCC_diff` = the difference of the two
     rows' headline CCCs, `CCC_diff_ci`, `p_value`); then repetition 0's per-fold differences, the paired clip
     bootstrap of repetition 0's pooled CCCs (`bootstrap`) and, with repetitions, the corrected resampled t-test of
-    all R x K fold differences (`corrected_t`)."""
+    all R x K fold differences (`corrected_t`, cross-validation) or the paired group x seed bootstrap (official
+    protocol: its draws lead)."""
     out = {}
     for d in DIMENSIONS:
-        diffs = draws_a[d] - draws_b[d]
+        diffs = draws_a["repeat0"][d] - draws_b["repeat0"][d]
         per_repeat = [[x - y for x, y in zip(fa, fb, strict=True)]
                       for fa, fb in zip(_fold_cccs(a, d), _fold_cccs(b, d), strict=True)]
         bootstrap = {"repeat": 0, "CCC_diff": a["pooled"][d]["CCC"] - b["pooled"][d]["CCC"], "CCC_diff_ci": interval(diffs),
                      "p_value": p_value(diffs)}
+        t = None
         if statistic == CORRECTED_T:
             t = corrected_resampled_ttest(per_repeat)
             lead = {"CCC_diff": a["headline"][d]["CCC"] - b["headline"][d]["CCC"], "CCC_diff_ci": t["ci"],
                     "p_value": t["p_value"]}
+        elif d in draws_a["headline"]:
+            seeds = draws_a["headline"][d] - draws_b["headline"][d]
+            lead = {"CCC_diff": a["headline"][d]["CCC"] - b["headline"][d]["CCC"], "CCC_diff_ci": interval(seeds),
+                    "p_value": p_value(seeds)}
         else:
-            t, lead = None, {k: bootstrap[k] for k in ("CCC_diff", "CCC_diff_ci", "p_value")}
+            lead = {k: bootstrap[k] for k in ("CCC_diff", "CCC_diff_ci", "p_value")}
         out[d] = {"statistic": statistic, **lead, "fold_diffs": per_repeat[0], "bootstrap": bootstrap}
         if t is not None:
             out[d]["corrected_t"] = t
@@ -140,12 +211,12 @@ def build_report(preds: list[pd.DataFrame], zero: pd.DataFrame | None, spaces: l
     EmoNet's zero-shot predictions (None: no zero-shot rows, as in the demo); `groups`: the bootstrap unit (clip
     or actor index) of each row. The bootstrap runs on repetition 0."""
     n_groups = int(groups.max()) + 1
-    counts = draw_counts(n_groups, protocol["bootstrap"], protocol["seed"])
-    statistic = CORRECTED_T if len(preds) > 1 else bootstrap_name(protocol)
+    statistic = headline_statistic(protocol, len(preds))
+    plan = Draws(n_groups, protocol, len(preds))
     scored, draws = {}, {}
     for head in heads:
         for space in spaces:
-            scored[head, space], draws[head, space] = _score(preds, column(space, head), groups, n_groups, counts, statistic)
+            scored[head, space], draws[head, space] = _score(preds, column(space, head), groups, n_groups, plan, statistic)
     report = {"protocol": protocol, "color_spaces": {}}
     for space in spaces:
         entries = {}
@@ -161,7 +232,7 @@ def build_report(preds: list[pd.DataFrame], zero: pd.DataFrame | None, spaces: l
         if zero is not None and zero[[f"{space}_{d}" for d in DIMENSIONS]].notna().all().all():
             # EmoNet's output does not depend on the repetition; its folds do: score it on each repetition's folds.
             zero_preds = [zero.assign(fold=p["fold"].to_numpy()) for p in preds]
-            zero_shot = _score(zero_preds, space, groups, n_groups, counts, statistic)[0]
+            zero_shot = _score(zero_preds, space, groups, n_groups, plan, statistic)[0]
             zero_shot.pop("repeats", None)
         report["color_spaces"][space] = {"manifest": (manifests or {}).get(space), **entries[DEFAULT_HEAD],
                                          "zero_shot": zero_shot, "heads": entries}
@@ -264,7 +335,8 @@ def _head_text(protocol: dict) -> str:
         rf = 1 + (TEMPORAL_DEFAULTS["kernel"] - 1) * (2 ** TEMPORAL_DEFAULTS["levels"] - 1)
         parts.append(f"a temporal head (a non-causal temporal convolution network, {TEMPORAL_DEFAULTS['levels']} levels of "
                      f"{TEMPORAL_DEFAULTS['channels']} channels, kernel {TEMPORAL_DEFAULTS['kernel']}, receptive field "
-                     f"{rf} frames, trained on whole clips, {protocol.get('clips_per_batch')} clips a step)")
+                     f"{rf} frames, trained on clips cut into windows of at most {TEMPORAL_WINDOW} frames at offsets drawn each "
+                     f"epoch, {protocol.get('clips_per_batch')} a step, and predicting each clip whole)")
     return "; ".join(parts)
 
 
@@ -287,8 +359,12 @@ def protocol_text(report: dict) -> str:
     comparisons = (spaces - 1) * heads + spaces * (heads - 1)
     against = " and ".join(x for x in ((f"{p['reference']} (same head)" if spaces > 1 else ""),
                                        ("the frame head (same space)" if heads > 1 else "")) if x)
+    if p.get("protocol") == CROSS_CORPUS:
+        return _cross_corpus_text(report, against)
+    if fixed_test_set(p):
+        return _official_protocol_text(report, trained, crop, checkpoint, against, comparisons)
     text = (
-        f"{p['frames']:,} frames of {p['clips']:,} AFEW-VA clips, {crop}"
+        f"{p['frames']:,} frames of {p['clips']:,} {dataset_title(p)} clips, {crop}"
         + (f" (restricted to the frames every space has: dropped {', '.join(f'{v} of {k}' for k, v in dropped.items())})"
            if dropped else "")
         + f". {p['folds']}-fold group cross-validation by {p['group_by']} (folds fixed by seed {p['seed']}, identical for "
@@ -317,8 +393,66 @@ def protocol_text(report: dict) -> str:
     return text
 
 
+def _official_protocol_text(report: dict, trained: str, crop: str, checkpoint: str, against: str, comparisons: int) -> str:
+    """protocol_text for a dataset's official split (Aff-Wild2, AffectNet)."""
+    p = report["protocol"]
+    repeats, group = p.get("repeats", 1), p["group_by"]
+    return (
+        f"{dataset_title(p)}: trained on its official training split ({p['training_groups']:,} {group}s), scored on its "
+        f"official validation split ({p['frames']:,} frames of {p['clips']:,} clips), {crop}; the same split for "
+        f"{_spaces_text(report)} and every head"
+        + (f", trained {repeats} times with seeds {p['seed']} to {p['seed'] + repeats - 1} (each its own inner split, "
+           "initialisation and order; the training and test data are the same every time)" if repeats > 1 else "")
+        + f". {trained[0].upper() + trained[1:]} was trained for {p['epochs']} epochs ({p['optimizer']}, learning rate "
+        f"{p['learning_rate']:g}, batch {p['batch_size']}, {p['loss_function']} loss, weight decay {p['weight_decay']:g}); "
+        f"the epoch with the best mean CCC on an inner validation split of {p['inner_val_split']:g} of the training "
+        f"{group}s was kept, and the validation split was predicted once. Labels and metrics on AFEW-VA's scale [-10, "
+        f"10] (the dataset's [-1, 1] x 10: CCC and PCC as on [-1, 1], RMSE ten times). "
+        + (f"Each row leads with the mean over the {repeats} seeds of the CCC pooled over the validation split, with a "
+           f"{CI_LEVEL:.0%} percentile interval from {p['bootstrap']} draws that resample the validation {group}s and the "
+           f"{repeats} seeds, both with replacement (a draw's CCC is the mean of its seeds' CCCs on its {group}s; seed "
+           f"{p['seed']}); differences to {against} are the differences of those means, with paired intervals (the same "
+           "draws) and two-sided bootstrap p-values. One test set is fixed, so the corrected resampled t-test of "
+           "cross-validation (overlapping training sets) does not apply; these draws cover both which "
+           f"{group}s were scored and training again with another seed"
+           if repeats > 1 else
+           f"Each row leads with the CCC pooled over the validation split, with a {CI_LEVEL:.0%} percentile interval from "
+           f"{p['bootstrap']} bootstrap resamples of {group}s (seed {p['seed']}); differences to {against} are the "
+           "differences of the pooled CCCs, with paired intervals and two-sided bootstrap p-values")
+        + f"; p-values are not adjusted for multiple comparisons ({comparisons} here). EmoNet checkpoint {checkpoint}, "
+        f"torch {p['torch_version']}." + (f" {AFFECTNET_NOTE}." if p.get("dataset") == "affectnet" else "")
+    )
+
+
+def _cross_corpus_text(report: dict, against: str) -> str:
+    """protocol_text of the cross-corpus rows (the training is described by the in-corpus protocol above them)."""
+    p = report["protocol"]
+    repeats, group = p.get("repeats", 1), p["group_by"]
+    return (
+        f"Trained on {DATASETS[p['trained_on']].title} as above, scored on {test_set_name(p)} ({p['frames']:,} frames of "
+        f"{p['clips']:,} clips), which no model trained on: each repetition's prediction of a frame is {p['combination']}. "
+        + (f"Rows lead with the mean over the {repeats} repetitions of the pooled CCC, with a {CI_LEVEL:.0%} interval from "
+           f"{p['bootstrap']} draws resampling {dataset_title(p)}'s {group}s and the repetitions (paired for the "
+           f"differences to {against}); it covers which {group}s were scored and training again with another seed"
+           if repeats > 1 else
+           f"Rows lead with the pooled CCC, with a {CI_LEVEL:.0%} interval from {p['bootstrap']} resamples of "
+           f"{dataset_title(p)}'s {group}s (paired for the differences to {against}); it does not cover training again")
+        + ". Labels and metrics on AFEW-VA's scale [-10, 10]."
+        + (f" {AFFECTNET_NOTE}." if p.get("dataset") == "affectnet" or p.get("trained_on") == "affectnet" else "")
+    )
+
+
 def intervals_text(protocol: dict) -> str:
     """What each interval of the report covers, in one sentence each."""
+    if fixed_test_set(protocol):
+        group = protocol["group_by"]
+        if protocol.get("repeats", 1) > 1:
+            return (f"Intervals: the {seed_bootstrap_name(protocol)} interval covers which {group}s of "
+                    f"{test_set_name(protocol)} were scored and training again with another seed; the test set itself is "
+                    "fixed.")
+        return (f"Intervals: the {bootstrap_name(protocol)} interval covers which {group}s were scored, with the trained "
+                "models held fixed; it does not cover training again with another seed: run --repeats 3 or more before "
+                "claiming that a colour space helps.")
     if protocol.get("repeats", 1) > 1:
         return ("Intervals: the corrected t interval (over all repetitions and folds) covers training again on other "
                 "folds with other seeds as well as which clips were scored; the clip-bootstrap interval (repetition 0) "
@@ -333,7 +467,10 @@ def _columns(report: dict) -> list[str]:
     p = report["protocol"]
     ref, repeats = p["reference"], p.get("repeats", 1)
     heads = p.get("heads", [DEFAULT_HEAD])
-    if repeats > 1:
+    if repeats > 1 and fixed_test_set(p):
+        lead = f"CCC, mean of {repeats} seeds [95 % CI, {seed_bootstrap_name(p)}]"
+        diff_kind, rep0 = seed_bootstrap_name(p), ", seed 0"
+    elif repeats > 1:
         lead = f"CCC, mean of {repeats} x {p['folds']} folds [95 % CI, corrected t]"
         diff_kind, rep0 = "corrected t", ", repetition 0"
     else:
@@ -346,8 +483,8 @@ def _columns(report: dict) -> list[str]:
         columns += [f"ΔCCC vs frame head [95 % CI, {diff_kind}]", "p"]
     if repeats > 1:
         columns.append(f"CCC pooled{rep0} [95 % CI, {bootstrap_name(p)}]")
-    return columns + [f"CCC folds mean ± sd{rep0}", f"PCC pooled{rep0} [95 % CI, {bootstrap_name(p)}]", f"RMSE{rep0}",
-                      f"SAGR{rep0}"]
+    folds = [] if fixed_test_set(p) else [f"CCC folds mean ± sd{rep0}"]  # one test set: no folds
+    return columns + [*folds, f"PCC pooled{rep0} [95 % CI, {bootstrap_name(p)}]", f"RMSE{rep0}", f"SAGR{rep0}"]
 
 
 def _row_cells(report: dict, block: dict, d: str, trained: bool) -> list[str]:
@@ -370,25 +507,43 @@ def _row_cells(report: dict, block: dict, d: str, trained: bool) -> list[str]:
         cells += diff_cells(block.get("vs_frame"), "")
     if p.get("repeats", 1) > 1:
         cells.append(_ci(pooled["CCC"], pooled["CCC_ci"]))
-    return cells + [f"{number(mean['CCC'])} ± {number(sd['CCC'])}", _ci(pooled["PCC"], pooled["PCC_ci"]),
-                    number(pooled["RMSE"], 2), number(pooled["SAGR"])]
+    folds = [] if fixed_test_set(p) else [f"{number(mean['CCC'])} ± {number(sd['CCC'])}"]
+    return cells + [*folds, _ci(pooled["PCC"], pooled["PCC_ci"]), number(pooled["RMSE"], 2), number(pooled["SAGR"])]
 
 
 def markdown(report: dict) -> str:
     p = report["protocol"]
-    heads = p.get("heads", [DEFAULT_HEAD])
-    lines = [f"# Colour-space comparison on AFEW-VA: {_approach_name(p)}", ""]
+    lines = [f"# Colour-space comparison on {dataset_title(p)}: {_approach_name(p)}", ""]
     if p.get("demo"):
         lines += [f"**{DEMO_NOTE}.**", ""]
+    if p.get("dataset") == "affectnet":
+        lines += [f"**{AFFECTNET_NOTE}.**", ""]
     lines += [intervals_text(p), ""]
     if len(report["color_spaces"]) == 1:
         lines += [f"One colour space ({next(iter(report['color_spaces']))}): its heads are compared with the frame head; "
                   "there is no other space to compare it with.", ""]
-    header = _columns(report)
+    lines += _tables(report, "##")
+    if p.get("demo"):
+        lines += [f"{demo_zero_shot_note(p)}.", ""]
+    lines += ["## Protocol", "", protocol_text(report), ""]
+    cross = report.get("cross_corpus")
+    if cross is not None:
+        c = cross["protocol"]
+        lines += [f"## Cross-corpus: trained on {dataset_title(p)}, scored on {test_set_name(c)}", "",
+                  intervals_text(c), "", *_tables(cross, "###"), protocol_text(cross), ""]
+    if p.get("demo"):
+        lines += [f"**{DEMO_NOTE}.**", ""]
+    return "\n".join(lines)
+
+
+def _tables(report: dict, level: str) -> list[str]:
+    """One table a dimension: every space and head, then EmoNet's zero-shot rows."""
+    p = report["protocol"]
+    header, lines = _columns(report), []
     for d in DIMENSIONS:
-        lines += [f"## {d.capitalize()}", "", "| Input | Model | " + " | ".join(header) + " |",
+        lines += [f"{level} {d.capitalize()}", "", "| Input | Model | " + " | ".join(header) + " |",
                   "| --- | --- | " + " | ".join("---" for _ in header) + " |"]
-        for head in heads:
+        for head in p.get("heads", [DEFAULT_HEAD]):
             for space, entry in report["color_spaces"].items():
                 cells = _row_cells(report, entry["heads"][head], d, trained=True)
                 lines.append(f"| {space} | {_model_name(p, head)} | " + " | ".join(cells) + " |")
@@ -399,12 +554,7 @@ def markdown(report: dict) -> str:
             elif not p.get("demo"):
                 lines.append(f"| {space} | EmoNet zero-shot | not in the feature files |" + " |" * (len(header) - 1))
         lines.append("")
-    if p.get("demo"):
-        lines += [f"{demo_zero_shot_note(p)}.", ""]
-    lines += ["## Protocol", "", protocol_text(report), ""]
-    if p.get("demo"):
-        lines += [f"**{DEMO_NOTE}.**", ""]
-    return "\n".join(lines)
+    return lines
 
 
 def summary(report: dict) -> str:
@@ -412,12 +562,18 @@ def summary(report: dict) -> str:
     statistic named once at the top."""
     p = report["protocol"]
     ref, repeats = p["reference"], p.get("repeats", 1)
-    if repeats > 1:
+    if repeats > 1 and fixed_test_set(p):
+        what = (f"CCC: mean over {repeats} seeds of the CCC pooled over {test_set_name(p)} [95 % CI]; "
+                f"differences: of those means [95 % CI] and p, {seed_bootstrap_name(p)}")
+    elif repeats > 1:
         what = (f"CCC: mean of the {repeats} x {p['folds']} fold CCCs [95 % CI]; differences: of those means [95 % CI] "
                 f"and p, {CORRECTED_T}")
+    elif fixed_test_set(p):
+        what = f"CCC: pooled over {test_set_name(p)} [95 % CI]; differences: of pooled CCCs, {bootstrap_name(p)}"
     else:
         what = f"CCC: pooled over the out-of-fold predictions [95 % CI]; differences: of pooled CCCs, {bootstrap_name(p)}"
-    out = [f"{what}; {p['frames']:,} out-of-fold frames a repetition ({_approach_name(p)}):"]
+    scored = "frames scored" if fixed_test_set(p) else "out-of-fold frames a repetition"
+    out = [f"{what}; {dataset_title(p)}, {p['frames']:,} {scored} ({_approach_name(p)}):"]
     for space, entry in report["color_spaces"].items():
         for head, block in entry["heads"].items():
             scores = "  ".join(f"{d} {_ci(block['headline'][d]['CCC'], block['headline'][d]['CCC_ci'])}" for d in DIMENSIONS)
@@ -429,6 +585,10 @@ def summary(report: dict) -> str:
             out.append(line)
     if report["protocol"].get("demo"):
         out.append(f"({demo_zero_shot_note(p)})")
+    if p.get("dataset") == "affectnet":
+        out.append(f"({AFFECTNET_NOTE})")
+    if report.get("cross_corpus") is not None:
+        out += [f"Cross-corpus, trained on {dataset_title(p)}:", summary(report["cross_corpus"])]
     return "\n".join(out)
 
 
@@ -498,7 +658,10 @@ def plot_report(report: dict, path: Path) -> "Figure":
         ax.title.set_fontsize(10)
     for ax in axes[-1]:
         ax.set_xlabel("input colour space")
-    if repeats > 1:
+    if repeats > 1 and fixed_test_set(p):
+        lead = f"mean of {repeats} seeds' CCCs, {CI_LEVEL:.0%} CI ({seed_bootstrap_name(p)})"
+        diff_label = f"difference of those means, {CI_LEVEL:.0%} CI ({seed_bootstrap_name(p)})"
+    elif repeats > 1:
         lead = f"mean of {repeats} x {p['folds']} fold CCCs, {CI_LEVEL:.0%} CI (corrected t)"
         diff_label = f"difference of those means, {CI_LEVEL:.0%} CI (corrected t)"
     else:
@@ -507,12 +670,15 @@ def plot_report(report: dict, path: Path) -> "Figure":
     handles = [Line2D([], [], color=colours[s], marker="D", mec="black", ls="", ms=7,
                       label=_model_name(p, s) if s != "zero_shot" else "EmoNet zero-shot") for s in series]
     handles += [Line2D([], [], color="gray", marker="o", ls="", ms=4, alpha=0.6,
-                       label=f"one fold{' (every repetition)' if repeats > 1 else ''}"),
+                       label="one seed" if fixed_test_set(p) else f"one fold{' (every repetition)' if repeats > 1 else ''}"),
                 Line2D([], [], color="gray", marker="D", ls="-", ms=6, label=lead)]
     if len(panels) > 1:
         handles.append(Line2D([], [], color="gray", marker="o", ls="-", ms=6, label=diff_label))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False)
-    title = f"{_approach_name(p)}: {p['folds']} folds by {p['group_by']}" + (f", {repeats} repetitions" if repeats > 1 else "")
+    trained_on = f"trained on {DATASETS[p['trained_on']].title}, scored on " if p.get("trained_on") else ""
+    title = (f"{trained_on}{dataset_title(p)}, {_approach_name(p)}: "
+             + (f"{test_set_name(p)}, {repeats} seed{'s' if repeats > 1 else ''}" if fixed_test_set(p) else
+                f"{p['folds']} folds by {p['group_by']}" + (f", {repeats} repetitions" if repeats > 1 else "")))
     if p.get("demo"):
         title = ("DEMO: random weights, synthetic faces; the numbers say nothing about real faces\n" + title
                  + " (no zero-shot rows: random weights)")
@@ -522,16 +688,26 @@ def plot_report(report: dict, path: Path) -> "Figure":
     return fig
 
 
-def write_report(report_dir: Path, report: dict, preds: list[pd.DataFrame], zero: pd.DataFrame | None) -> None:
+def write_report(report_dir: Path, report: dict, preds: list[pd.DataFrame], zero: pd.DataFrame | None,
+                 cross_preds: list[pd.DataFrame] | None = None) -> None:
     """Every file of the report; comparison.json last, so that its presence means the report is complete.
-    oof_predictions.csv: with repetitions, one row per (repetition, frame) and a `repeat` column."""
+    oof_predictions.csv: with repetitions, one row per (repetition, frame) and a `repeat` column. With cross-corpus
+    rows also cross_corpus_predictions.csv, cross_corpus.csv and cross_corpus.png."""
     csv = {"float_format": lambda v: repr(float(v)), "index": False}
-    oof = preds[0] if len(preds) == 1 else pd.concat([f.assign(repeat=r) for r, f in enumerate(preds)])[
-        ["repeat", *preds[0].columns]]
-    write_text(report_dir / "oof_predictions.csv", oof.to_csv(**csv))
+    write_text(report_dir / "oof_predictions.csv", _by_repeat(preds).to_csv(**csv))
     if zero is not None:
         write_text(report_dir / "zero_shot_predictions.csv", zero.to_csv(**csv))
     write_text(report_dir / "comparison.csv", report_table(report).to_csv(**csv))
+    if report.get("cross_corpus") is not None:
+        write_text(report_dir / "cross_corpus_predictions.csv", _by_repeat(cross_preds).to_csv(**csv))
+        write_text(report_dir / "cross_corpus.csv", report_table(report["cross_corpus"]).to_csv(**csv))
+        plot_report(report["cross_corpus"], report_dir / "cross_corpus.png")
     write_text(report_dir / "comparison.md", markdown(report))
     plot_report(report, report_dir / "comparison.png")
     write_json(report_dir / "comparison.json", report)
+
+
+def _by_repeat(preds: list[pd.DataFrame]) -> pd.DataFrame:
+    """One table of every repetition's predictions (with a `repeat` column when there are several)."""
+    return preds[0] if len(preds) == 1 else pd.concat([f.assign(repeat=r) for r, f in enumerate(preds)])[
+        ["repeat", *preds[0].columns]]

@@ -47,3 +47,7 @@ DEFAULT_DATASET = "afew_va"
 
 # Feature files and manifest written by extraction and read by training/evaluation.
 MANIFEST_FORMAT = "emonet-features/2"
+# A comparison's protocol (folds.json, the report's protocol) where it is not cross-validation: scored on a dataset's
+# official validation split, and the cross-corpus rows scored on another corpus.
+OFFICIAL = "official"
+CROSS_CORPUS = "cross-corpus"

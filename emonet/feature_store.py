@@ -63,6 +63,22 @@ def read_feature_file(path: Path) -> tuple[list[str] | None, np.ndarray, np.ndar
     return frames, features, emonet
 
 
+def check_feature_file(path: Path, manifest: Path) -> None:
+    """Refuse a feature file listed in `manifest` that is missing, is not a complete zip (a truncated file has no
+    directory) or holds no feature array; only the zip's directory is read."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = {n.removesuffix(".npy") for n in archive.namelist()}
+    except FileNotFoundError:
+        raise DatasetError(f"{path}: feature file is missing; it is listed in the manifest {manifest}") from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise DatasetError(f"{path}: unreadable feature file ({exc}); it is listed in the manifest {manifest}. Rerunning "
+                           "the extraction command that wrote it repairs it") from None
+    if not names & set(FEATURE_KEYS):
+        raise DatasetError(f"{path}: no feature vector in the file (expected {' or '.join(FEATURE_KEYS)}); it is listed "
+                           f"in the manifest {manifest}")
+
+
 def clip_frames(path: Path) -> set[str]:
     """The frame ids of a clip file with every key (only its frame list is read); none when it is absent or cannot be
     opened (a truncated zip has no directory), and extraction then redoes them."""

@@ -15,8 +15,9 @@ The smooth head trains exactly as the frame head (same weights at every epoch fo
 validation also tries each sigma of `heads.SIGMA_GRID` on the selection side's clips, and the epoch and
 sigma with the best mean CCC are kept together.
 
-The temporal head trains alone (`train_temporal_unit`), on whole clips: each step a batch of
-`clips_per_batch` clips padded to the longest, the loss over their frames only (the mask).
+The temporal head trains alone (`train_temporal_unit`), on clips: each step a batch of `clips_per_batch` clips
+padded to the longest, the loss over their frames only (the mask); a clip longer than `heads.TEMPORAL_WINDOW` frames
+(Aff-Wild2's videos) is cut into windows of that many, at an offset drawn anew every epoch.
 """
 import contextlib
 import logging
@@ -31,9 +32,10 @@ from tqdm import tqdm
 
 from .constants import LABEL_SCALE
 from .features import FeatureSet
-from .heads import HEAD_HIDDEN, SIGMA_GRID, TEMPORAL_DEFAULTS, ClipSequences, FeatureHead, TemporalHead, clip_batch, \
+from .heads import HEAD_HIDDEN, SIGMA_GRID, TEMPORAL_DEFAULTS, TEMPORAL_WINDOW, ClipSequences, FeatureHead, TemporalHead, clip_batch, \
     smooth_clips, temporal_predictions
 from .losses import batched_loss, get_loss
+from .manifest import take
 from .splits import SplitIndices, selection_side
 from .training import (SGD_MOMENTUM, TrainingRun, epoch_generator, fit, fit_runs, make_optimizer, module_state, reseed,
                        va_ccc, warn_constant_selection)
@@ -50,8 +52,9 @@ ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 # Clips per step of the temporal head (train_emonet_features.py --clips_per_batch): about 400 frames.
 DEFAULT_CLIPS_PER_BATCH = 8
-# Separate random streams of one (seed, epoch): the order of the frames, and the dropout masks.
+# Separate random streams of one (seed, epoch): the order of the frames, the dropout masks, the temporal head's windows.
 DROPOUT_STREAM = 7919
+WINDOW_STREAM = 104_729
 
 
 @dataclass
@@ -74,7 +77,7 @@ def head_config(kind: str, args) -> dict:
     if kind == "smooth":
         return {"kind": kind, "sigma_grid": list(SIGMA_GRID)}
     if kind == "temporal":
-        return {"kind": kind, **TEMPORAL_DEFAULTS, "clips_per_batch": args.clips_per_batch}
+        return {"kind": kind, **TEMPORAL_DEFAULTS, "clips_per_batch": args.clips_per_batch, "window": TEMPORAL_WINDOW}
     return {"kind": kind}
 
 
@@ -253,11 +256,11 @@ class StackedTrainer:
         for unit in units:
             torch.manual_seed(unit.seed)  # a unit's initial weights depend on its seed alone
             head = FeatureHead(dropout=args.dropout)
-            head.set_normalisation(datasets[unit.data].features[unit.indices.train])  # training side only
+            head.set_normalisation(datasets[unit.data].features, unit.indices.train)  # training side only
             heads.append(head)
             samples = datasets[unit.data].samples
             if unit.kind == "smooth":
-                unit.sequences = ClipSequences.from_samples([samples[i] for i in unit.indices.selection])
+                unit.sequences = ClipSequences.from_samples(take(samples, unit.indices.selection))
             warn_constant_selection(datasets[unit.data].labels[unit.indices.selection], str(unit.output_dir),
                                     selection_side(unit.meta["split"]))
         self.heads = StackedHeads(heads, device)
@@ -373,13 +376,14 @@ def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.de
     benchmarks/bench_temporal_heads.py, which compares architectures with this same loop."""
     torch.manual_seed(unit.seed)
     model = network if network is not None else TemporalHead(**model_args("temporal", args))
-    model.set_normalisation(data.features[unit.indices.train])
+    model.set_normalisation(data.features, unit.indices.train)
     model.to(device)
     optimizer = make_optimizer(args.optimizer, model.parameters(), args.learning_rate, args.weight_decay)
     loss_fn = get_loss(args.loss_function)
-    train = ClipSequences.from_samples([data.samples[i] for i in unit.indices.train])
-    train_x, train_y = data.features[unit.indices.train], data.labels[unit.indices.train] / np.float32(LABEL_SCALE)
-    select_samples = [data.samples[i] for i in unit.indices.selection]
+    # The training clips as rows of the whole arrays: no copy of the training side's features (2.3 GB at Aff-Wild2's size).
+    train = ClipSequences.from_samples(take(data.samples, unit.indices.train)).on(unit.indices.train)
+    labels = data.labels / np.float32(LABEL_SCALE)
+    select_samples = take(data.samples, unit.indices.selection)
     select = ClipSequences.from_samples(select_samples)
     select_x = data.features[unit.indices.selection]
     select_y = data.labels[unit.indices.selection] / np.float32(LABEL_SCALE)
@@ -389,11 +393,15 @@ def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.de
         reseed(unit.seed, epoch)  # dropout
         model.train()
         total, seen = 0.0, 0
-        order = torch.randperm(len(train.clips), generator=epoch_generator(unit.seed, epoch)).tolist()
+        # Clips longer than TEMPORAL_WINDOW are cut into windows at offsets drawn anew each epoch (their own stream:
+        # without long clips the order is drawn as it was before windows existed).
+        offsets = torch.randint(TEMPORAL_WINDOW, (len(train.clips),), generator=_stream(unit.seed, epoch, WINDOW_STREAM))
+        pieces = train.windows(TEMPORAL_WINDOW, offsets.numpy())
+        order = torch.randperm(len(pieces), generator=epoch_generator(unit.seed, epoch)).tolist()
         for start in range(0, len(order), args.clips_per_batch):
-            chunk = order[start : start + args.clips_per_batch]
-            x, mask = clip_batch(train, train_x, chunk)
-            y, _ = clip_batch(train, train_y, chunk)
+            chunk = [pieces[i] for i in order[start : start + args.clips_per_batch]]
+            x, mask = clip_batch(train, data.features, chunk)
+            y, _ = clip_batch(train, labels, chunk)
             mask = mask.to(device)
             pred = model(x.to(device), mask)
             n = int(mask.sum())

@@ -15,6 +15,7 @@ weight), and the temporal network sees zeros there, exactly as beyond the clip's
 for them. A clip's predictions therefore never depend on which other clips share its batch, nor on how
 much padding it gets.
 """
+import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -38,8 +39,14 @@ SIGMA_GRID = (0.0, 1.0, 2.0, 4.0, 8.0)
 TEMPORAL_DEFAULTS = {"channels": 48, "levels": 4, "kernel": 5}
 # Frames per forward pass when predicting with a frame head.
 PREDICT_BATCH = 4096
-# Clips per forward pass when predicting with the temporal head (each clip's outputs do not depend on it).
+# Clips (or windows) per forward pass when predicting with the temporal head (each one's outputs do not depend on it).
 PREDICT_CLIPS = 32
+# Frames per window of the temporal head on long videos (Aff-Wild2's run to tens of thousands): training cuts a longer
+# clip into windows at a new random offset every epoch, prediction overlaps them by the receptive radius. AFEW-VA's
+# clips (at most 145 frames) are each one window, as before windows existed.
+TEMPORAL_WINDOW = 1024
+# Rows per chunk of the standardisation statistics (`feature_statistics`).
+STATISTICS_CHUNK = 65_536
 
 
 # -- clips as sequences --------------------------------------------------------------------------------------
@@ -71,14 +78,38 @@ class ClipSequences:
             positions.append(numbers - numbers[0])
         return cls(clips, rows, positions)
 
-    def dense(self, values: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """Clip k's rows of `values` (N x D) on its frame grid: (length x D with zeros in gaps, length mask)."""
-        length = int(self.positions[k][-1]) + 1
-        out = np.zeros((length, values.shape[1]), dtype=values.dtype)
-        mask = np.zeros(length, dtype=bool)
-        out[self.positions[k]] = values[self.rows[k]]
-        mask[self.positions[k]] = True
+    def on(self, rows: np.ndarray) -> "ClipSequences":
+        """The same clips with their rows mapped through `rows` (the samples were `all_samples[rows]`): a trainer then
+        reads the whole feature array in place instead of a copy of one side's rows."""
+        return ClipSequences(self.clips, [rows[r] for r in self.rows], self.positions)
+
+    def length(self, k: int) -> int:
+        """Clip k's span in frames, first to last (gaps included)."""
+        return int(self.positions[k][-1]) + 1
+
+    def dense(self, values: np.ndarray, k: int, start: int = 0, stop: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Clip k's rows of `values` (N x D) on its frame grid, positions start..stop-1 (default: the whole clip):
+        (length x D with zeros in gaps, length mask)."""
+        stop = self.length(k) if stop is None else stop
+        positions = self.positions[k]
+        lo, hi = np.searchsorted(positions, [start, stop])
+        out = np.zeros((stop - start, values.shape[1]), dtype=values.dtype)
+        mask = np.zeros(stop - start, dtype=bool)
+        out[positions[lo:hi] - start] = values[self.rows[k][lo:hi]]
+        mask[positions[lo:hi] - start] = True
         return out, mask
+
+    def windows(self, window: int, offsets: np.ndarray | None = None) -> list[tuple[int, int, int]]:
+        """(clip, start, stop) pieces of at most `window` positions covering every clip once. A clip longer than the
+        window is cut at offset + j window (offset = `offsets[k]`, in [0, window); 0 without offsets), so that a
+        trainer that draws new offsets every epoch puts no frame at a window's edge every epoch."""
+        out = []
+        for k in range(len(self.clips)):
+            length = self.length(k)
+            first = 0 if offsets is None or length <= window else int(offsets[k]) % window
+            cuts = sorted({0, length, *range(first, length, window)})
+            out += [(k, a, b) for a, b in itertools.pairwise(cuts)]
+        return out
 
 
 def smooth_clips(pred: np.ndarray, sequences: ClipSequences, sigma: float) -> np.ndarray:
@@ -114,17 +145,32 @@ class FeatureHead(nn.Module):
             nn.Linear(h2, 2),
         )
 
-    def set_normalisation(self, features: np.ndarray) -> None:
-        set_normalisation(self, features)
+    def set_normalisation(self, features: np.ndarray, rows: np.ndarray) -> None:
+        set_normalisation(self, features, rows)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net((x - self.feature_mean) / self.feature_std)
 
 
-def set_normalisation(model: nn.Module, features: np.ndarray) -> None:
-    """Standardisation buffers from the training side's features (N x 256)."""
-    model.feature_mean.copy_(torch.from_numpy(features.mean(axis=0)))
-    model.feature_std.copy_(torch.from_numpy(features.std(axis=0)).clamp_min(1e-6))
+def set_normalisation(model: nn.Module, features: np.ndarray, rows: np.ndarray) -> None:
+    """Standardisation buffers from the training side's rows `rows` of `features` (N x 256)."""
+    mean, std = feature_statistics(features, rows)
+    model.feature_mean.copy_(torch.from_numpy(mean))
+    model.feature_std.copy_(torch.from_numpy(std).clamp_min(1e-6))
+
+
+def feature_statistics(features: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and (population) standard deviation of `features[rows]`, as float32, accumulated in float64
+    over STATISTICS_CHUNK rows at a time: at Aff-Wild2's size the training rows are 2.3 GB, which `features[rows]`
+    would copy once per unit (and per worker process of a comparison)."""
+    total = np.zeros(features.shape[1], dtype=np.float64)
+    for start in range(0, len(rows), STATISTICS_CHUNK):
+        total += features[rows[start : start + STATISTICS_CHUNK]].sum(axis=0, dtype=np.float64)
+    mean = total / max(len(rows), 1)
+    squares = np.zeros_like(total)
+    for start in range(0, len(rows), STATISTICS_CHUNK):
+        squares += np.square(features[rows[start : start + STATISTICS_CHUNK]] - mean).sum(axis=0)
+    return mean.astype(np.float32), np.sqrt(squares / max(len(rows), 1)).astype(np.float32)
 
 
 class TemporalBlock(nn.Module):
@@ -168,8 +214,8 @@ class TemporalHead(nn.Module):
         self.blocks = nn.ModuleList(TemporalBlock(channels, kernel, 2**i, dropout) for i in range(levels))
         self.output = nn.Linear(channels, 2)
 
-    def set_normalisation(self, features: np.ndarray) -> None:
-        set_normalisation(self, features)
+    def set_normalisation(self, features: np.ndarray, rows: np.ndarray) -> None:
+        set_normalisation(self, features, rows)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         m = mask.unsqueeze(1).to(x.dtype)  # B x 1 x T
@@ -179,12 +225,14 @@ class TemporalHead(nn.Module):
         return self.output(h.transpose(1, 2))  # B x T x 2; rows outside the mask mean nothing
 
 
-def clip_batch(sequences: ClipSequences, values: np.ndarray, clips: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Clips `clips` of `sequences` as one padded batch: (B x T x D values, B x T mask), T the longest."""
-    dense = [sequences.dense(values, k) for k in clips]
+def clip_batch(sequences: ClipSequences, values: np.ndarray,
+               pieces: list[tuple[int, int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pieces (clip, start, stop) of `sequences` (`ClipSequences.windows`) as one padded batch: (B x T x D values,
+    B x T mask), T the longest."""
+    dense = [sequences.dense(values, k, start, stop) for k, start, stop in pieces]
     length = max(len(m) for _, m in dense)
-    x = np.zeros((len(clips), length, values.shape[1]), dtype=np.float32)
-    mask = np.zeros((len(clips), length), dtype=bool)
+    x = np.zeros((len(pieces), length, values.shape[1]), dtype=np.float32)
+    mask = np.zeros((len(pieces), length), dtype=bool)
     for b, (v, m) in enumerate(dense):
         x[b, : len(m)], mask[b, : len(m)] = v, m
     return torch.from_numpy(x), torch.from_numpy(mask)
@@ -232,17 +280,28 @@ def frame_predictions(head: FeatureHead, features: np.ndarray, device: torch.dev
 
 def temporal_predictions(head: TemporalHead, features: np.ndarray, sequences: ClipSequences,
                          device: torch.device) -> np.ndarray:
-    """A temporal head's (valence, arousal) on [-1, 1] for each row of `features` (rows grouped by `sequences`)."""
+    """A temporal head's (valence, arousal) on [-1, 1] for each row of `features` (rows grouped by `sequences`).
+
+    A clip longer than TEMPORAL_WINDOW is predicted in windows of that many frames, each passed with the network's
+    receptive radius of real frames on either side (`TemporalHead.radius`) and only its own frames kept: every frame's
+    output then sees exactly the frames it sees in the whole clip, so predictions do not depend on where a window
+    starts (tests: equal to the whole clip at once)."""
     head = head.to(device).eval()
     out = np.zeros((len(features), 2), dtype=np.float32)
-    order = sorted(range(len(sequences.clips)), key=lambda k: len(sequences.positions[k]))  # little padding
+    radius = getattr(head, "radius", 0)
+    pieces = []  # (clip, start, stop) passed to the network, and the positions [keep_start, keep_stop) kept
+    for k, keep_start, keep_stop in sequences.windows(TEMPORAL_WINDOW):
+        pieces.append(((k, max(0, keep_start - radius), min(sequences.length(k), keep_stop + radius)), keep_start, keep_stop))
+    pieces.sort(key=lambda p: p[0][2] - p[0][1])  # little padding
     with torch.no_grad():
-        for start in range(0, len(order), PREDICT_CLIPS):
-            chunk = order[start : start + PREDICT_CLIPS]
-            x, mask = clip_batch(sequences, features, chunk)
+        for start in range(0, len(pieces), PREDICT_CLIPS):
+            chunk = pieces[start : start + PREDICT_CLIPS]
+            x, mask = clip_batch(sequences, features, [piece for piece, _, _ in chunk])
             pred = head(x.to(device), mask.to(device)).cpu().numpy()
-            for b, k in enumerate(chunk):
-                out[sequences.rows[k]] = pred[b][sequences.positions[k]]
+            for b, ((k, first, _), keep_start, keep_stop) in enumerate(chunk):
+                positions = sequences.positions[k]
+                lo, hi = np.searchsorted(positions, [keep_start, keep_stop])
+                out[sequences.rows[k][lo:hi]] = pred[b][positions[lo:hi] - first]
     return out
 
 

@@ -5,17 +5,19 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import compare_color_spaces
 import evaluate_hsv_model
 import extract_features_all
 import train_emonet_features
-from conftest import clip_labels, manifest_as_list
+from conftest import clip_labels, manifest_as_list, write_spaces
 from emonet.datasets import read_dataset
 from emonet.errors import EmoNetError
 from emonet.feature_store import FRAME_KEYS, clip_frames, frame_arrays, pack_clip, read_feature_file
 from emonet.features import load_feature_set
-from emonet.manifest import read_manifest
+from emonet.manifest import read_manifest, write_manifest
+from emonet.metrics import ccc
 from emonet.testing import write_aff_wild2_tree, write_affectnet_tree, write_afew_va_tree
 
 AFF_WILD2 = {"vid1": ("Training_Set", [(0.5, -0.25), (-5, -5), (0.1, 0.2), (1.0, -1.0)]),
@@ -97,12 +99,6 @@ def test_aff_wild2_features_keep_split_and_scale_and_load_on_one_scale(tmp_path,
     with pytest.raises(EmoNetError, match="dataset: 'aff_wild2' -> 'affectnet'"):
         _extract("--dataset", "affectnet", "--dataset_root", tmp_path / "an", "--crop", "resize",
                  "--pretrained_path", released_checkpoint)
-    # The comparison's official-split protocol does not exist yet: refused, not quietly cross-validated.
-    args = compare_color_spaces.get_args_parser().parse_args(
-        ["--manifests", f"rgb={tmp_path / 'features_manifest.json'}", "--heads", "frame", "smooth",
-         "--output_dir", str(tmp_path / "cmp"), "--device", "cpu", "--no_progress"])
-    with pytest.raises(EmoNetError, match="AFEW-VA's cross-validation only"):
-        compare_color_spaces.main(args)
 
 
 def test_affectnet_features_take_the_landmark_crop_and_refuse_heads_along_time(tmp_path, released_checkpoint,
@@ -196,3 +192,140 @@ def test_a_truncated_clip_file_is_extracted_again_and_a_missing_frame_is_named(t
     (tmp_path / "features_manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(EmoNetError, match=r"vid1.npz: the clip file lacks frame 00009"):
         load_feature_set(read_manifest(tmp_path / "features_manifest.json"), progress=False)
+
+
+def _official(path, validation: set[str], dataset: str = "aff_wild2") -> None:
+    """Rewrite an AFEW-VA-type synthetic manifest as `dataset`'s: labels on [-1, 1], each clip in its official split."""
+    manifest = read_manifest(path)
+    samples = [{**s, "valence": s["valence"] / 10, "arousal": s["arousal"] / 10,
+                "split": "validation" if s["clip"] in validation else "train"} for s in manifest.samples]
+    write_manifest(path, {**manifest.settings, "dataset": dataset, "label_scale": 1.0, "has_time": dataset != "affectnet"},
+                   samples)
+
+
+def _compare(*argv):
+    return compare_color_spaces.main(compare_color_spaces.get_args_parser().parse_args(
+        [*map(str, argv), "--device", "cpu", "--no_progress"]))
+
+
+def test_the_comparison_of_an_official_split_trains_on_training_scores_validation_and_repeats_seeds(tmp_path, monkeypatch,
+                                                                                                      capsys):
+    monkeypatch.chdir(tmp_path)
+    labels = clip_labels(12)
+    write_spaces(tmp_path, labels, signals=(1.0, 0.4))
+    validation = set(sorted(labels)[-4:])
+    for name in ("features_manifest.json", "features_hsv_manifest.json"):
+        _official(tmp_path / name, validation)
+    base = ["--heads", "frame", "smooth", "--epochs", "2", "--repeats", "2", "--bootstrap", "200", "--output_dir",
+            tmp_path / "cmp"]
+    with pytest.raises(EmoNetError, match="official training / validation split"):
+        _compare("--folds", "3", *base)
+    _compare("--list_units", *base)
+    assert capsys.readouterr().out.split() == ["rgb:0", "rgb:smooth:0", "hsv:0", "hsv:smooth:0",
+                                               "rgb:0@1", "rgb:smooth:0@1", "hsv:0@1", "hsv:smooth:0@1"]
+    _compare(*base)
+    folds = json.loads((tmp_path / "cmp" / "folds.json").read_text())
+    training = sorted(set(labels) - validation)
+    assert folds["protocol"] == "official" and folds["folds"] == [sorted(validation)]
+    assert [r["train"] for r in folds["repeats"]] == [training, training] and [r["seed"] for r in folds["repeats"]] == [0, 1]
+    for unit in ("rgb/fold_0", "hsv/smooth/fold_0", "repeat_1/hsv/fold_0"):
+        scored = pd.read_csv(tmp_path / "cmp" / unit / "fold_predictions.csv", dtype={"clip": str})
+        assert set(scored["clip"]) == validation  # the validation split, every frame of it, nothing else
+        assert len(scored) == sum(len(labels[c]["valence"]) for c in validation)
+        split = torch.load(tmp_path / "cmp" / unit / "best_model.pth", weights_only=True)["split"]
+        assert sorted(split["train"] + split["inner_val"]) == training and split["inner_val"]  # epochs chosen inside train
+    report = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    oof = pd.read_csv(tmp_path / "cmp" / "oof_predictions.csv", dtype={"clip": str})
+    expected_truth = np.concatenate([labels[c]["valence"] for c in sorted(validation)])
+    assert np.allclose(np.sort(oof[oof["repeat"] == 0]["valence_true"]), np.sort(expected_truth))  # on [-10, 10]
+    assert report["protocol"]["protocol"] == "official" and report["protocol"]["training_groups"] == len(training)
+    heads = report["color_spaces"]
+    for space, head, column in (("rgb", "frame", "rgb"), ("hsv", "smooth", "hsv_smooth")):
+        headline = heads[space]["heads"][head]["headline"]["valence"]
+        per_seed = [ccc(r["valence_true"].to_numpy(), r[f"{column}_valence"].to_numpy()) for _, r in oof.groupby("repeat")]
+        assert headline["statistic"] == "clip x seed bootstrap" and headline["CCC"] == pytest.approx(np.mean(per_seed))
+    diff = heads["hsv"]["heads"]["frame"]["vs_reference"]["valence"]
+    assert diff["CCC_diff"] == pytest.approx(heads["hsv"]["headline"]["valence"]["CCC"] - heads["rgb"]["headline"]["valence"]["CCC"])
+    assert diff["statistic"] == "clip x seed bootstrap" and 0 < diff["p_value"] <= 1
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "Colour-space comparison on Aff-Wild2" in markdown and "official validation split" in markdown
+    assert "corrected t" not in markdown.split("## Protocol")[0]  # one fixed test set: not cross-validation's test
+    # AffectNet: images, so heads along time are refused; its rows say that EmoNet saw its training faces.
+    for name in ("features_manifest.json", "features_hsv_manifest.json"):
+        _official(tmp_path / name, validation, dataset="affectnet")
+    with pytest.raises(EmoNetError, match="single images, without time: the smooth head"):
+        _compare(*base[:-2], "--output_dir", tmp_path / "an")
+    _compare("--epochs", "1", "--bootstrap", "200", "--output_dir", tmp_path / "an")
+    assert "EmoNet was trained on AffectNet's training images" in (tmp_path / "an" / "comparison.md").read_text()
+
+
+def test_the_seed_bootstrap_averages_the_drawn_seeds_on_the_drawn_groups():
+    from emonet.comparison_report import Draws
+
+    plan = Draws(5, {"bootstrap": 300, "seed": 4, "protocol": "official", "group_by": "clip"}, repeats=3)
+    per_seed = np.random.default_rng(0).standard_normal((3, 300))
+    expected = [np.mean([per_seed[r, b] for r in plan.seeds[b]]) for b in range(300)]
+    assert np.allclose(plan.over_seeds(per_seed), expected)
+    assert len({tuple(row) for row in plan.seeds}) > 10  # seeds are drawn with replacement, not fixed
+    one = Draws(5, {"bootstrap": 300, "seed": 4, "protocol": "official", "group_by": "clip"}, repeats=1)
+    assert np.array_equal(one.over_seeds(per_seed[:1]), per_seed[0])  # one seed: the group bootstrap itself
+
+
+def test_cross_corpus_rows_score_every_unit_on_the_other_corpus(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    write_spaces(tmp_path / "afew", clip_labels(9), signals=(1.0, 0.4))
+    other = {str(100 + k): labels for k, labels in enumerate(clip_labels(14).values()) if k >= 8}  # other clips, names
+    write_spaces(tmp_path / "aw2", other, signals=(1.0, 0.4))
+    validation = {"110", "112", "113"}
+    for name in ("features_manifest.json", "features_hsv_manifest.json"):
+        _official(tmp_path / "aw2" / name, validation)
+    spaces = ["rgb=afew/features_manifest.json", "hsv=afew/features_hsv_manifest.json"]
+    tests = ["rgb=aw2/features_manifest.json", "hsv=aw2/features_hsv_manifest.json"]
+    with pytest.raises(EmoNetError, match="the dataset the units train on"):
+        _compare("--manifests", *spaces, "--test_manifests", *spaces, "--output_dir", tmp_path / "no")
+    with pytest.raises(EmoNetError, match="give the colour spaces of --manifests"):
+        _compare("--manifests", *spaces, "--test_manifests", tests[0], "--output_dir", tmp_path / "no")
+    base = ["--manifests", *spaces, "--folds", "3", "--epochs", "2", "--bootstrap", "200", "--output_dir", tmp_path / "cmp"]
+    _compare(*base)  # first without the other corpus: it is added to the finished comparison by prediction alone
+    _compare(*base, "--test_manifests", *tests)
+    assert "6 units predicted aff_wild2's official validation split" in capsys.readouterr().out
+    folds = [pd.read_csv(tmp_path / "cmp" / "rgb" / f"fold_{k}" / "cross_aff_wild2.csv", dtype={"clip": str})
+             for k in range(3)]
+    assert all(set(f["clip"]) == validation for f in folds)  # its validation split, every unit
+    report = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    cross = report["cross_corpus"]
+    assert cross["protocol"]["protocol"] == "cross-corpus" and cross["protocol"]["trained_on"] == "afew_va"
+    truth = np.concatenate([np.asarray(other[c]["valence"], float) for c in sorted(validation)])
+    ensemble = np.mean([f["valence_pred"].to_numpy() for f in folds], axis=0)  # the 3 fold models' mean
+    order = np.lexsort((folds[0]["frame"].to_numpy(), folds[0]["clip"].to_numpy()))
+    assert cross["color_spaces"]["rgb"]["headline"]["valence"]["CCC"] == pytest.approx(ccc(truth, ensemble[order]))
+    assert cross["color_spaces"]["rgb"]["headline"]["valence"]["statistic"] == "clip bootstrap"
+    assert cross["color_spaces"]["hsv"]["vs_reference"]["valence"]["CCC_diff"] == pytest.approx(
+        cross["color_spaces"]["hsv"]["headline"]["valence"]["CCC"] - cross["color_spaces"]["rgb"]["headline"]["valence"]["CCC"])
+    markdown = (tmp_path / "cmp" / "comparison.md").read_text()
+    assert "## Cross-corpus: trained on AFEW-VA, scored on Aff-Wild2 (VA track)'s official validation split" in markdown
+    assert (tmp_path / "cmp" / "cross_corpus.png").is_file() and (tmp_path / "cmp" / "cross_corpus.csv").is_file()
+    # Other frames of the test corpus are refused, not mixed with what the units scored.
+    _official(tmp_path / "aw2" / "features_manifest.json", {"110"})
+    _official(tmp_path / "aw2" / "features_hsv_manifest.json", {"110"})
+    with pytest.raises(EmoNetError, match="scored other aff_wild2 frames"):
+        _compare(*base, "--test_manifests", *tests)
+
+
+def test_sample_columns_read_as_the_samples_they_hold(monkeypatch):
+    import emonet.manifest as manifest
+
+    from emonet.manifest import SampleColumns, take
+
+    monkeypatch.setattr(manifest, "SAMPLE_CHUNK", 3)  # iteration crosses chunk boundaries
+    samples = [{"clip": f"v{k % 3}", "frame": f"{k:05d}", "actor": "v" if k % 2 else "", "valence": k / 10 - 0.3,
+                "arousal": -k / 7, "split": "train" if k < 5 else "validation", "path": "ignored.npz"} for k in range(8)]
+    columns = SampleColumns(samples)
+    expected = [{k: v for k, v in s.items() if k != "path"} for s in samples]
+    assert list(columns) == expected and len(columns) == 8
+    assert columns[-1] == expected[-1] and columns[2] == expected[2] and columns[1:3] == expected[1:3]
+    assert take(columns, np.array([6, 0])) == [expected[6], expected[0]] == take(expected, np.array([6, 0]))
+    assert columns.columns["clip"].dtype == np.int32 and columns.names["clip"] == ["v0", "v1", "v2"]
+    assert "split" not in SampleColumns([{k: v for k, v in s.items() if k != "split"} for s in samples])[0]
+    with pytest.raises(IndexError):
+        columns[8]

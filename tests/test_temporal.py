@@ -13,7 +13,8 @@ import evaluate_hsv_model
 import train_emonet_features
 from conftest import clip_labels, manifest_as_list, write_spaces
 from emonet.errors import EmoNetError
-from emonet.heads import SIGMA_GRID, ClipSequences, TemporalHead, clip_batch, smooth_clips
+from emonet.heads import (SIGMA_GRID, TEMPORAL_WINDOW, ClipSequences, TemporalHead, clip_batch, feature_statistics,
+                          smooth_clips, temporal_predictions)
 from emonet.metrics import ccc
 
 N_CLIPS = 40
@@ -91,12 +92,66 @@ def test_a_clip_predicts_the_same_alone_and_in_a_padded_batch():
     features = rng.standard_normal((len(samples), 256)).astype(np.float32) * 3
     sequences = ClipSequences.from_samples(samples)
     with torch.no_grad():
-        x, mask = clip_batch(sequences, features, [0, 1, 2])
+        x, mask = clip_batch(sequences, features, sequences.windows(TEMPORAL_WINDOW))
         batched = head(x, mask)[0][mask[0]]
-        x, mask = clip_batch(sequences, features, [0])
+        x, mask = clip_batch(sequences, features, sequences.windows(TEMPORAL_WINDOW)[:1])
         alone = head(x, mask)[0][mask[0]]
     assert len(alone) == lengths[0] - 1 and x.shape[1] == lengths[0]  # frame 7 is a gap, not closed up
     torch.testing.assert_close(batched, alone, atol=1e-5, rtol=1e-5)
+
+
+def test_a_long_video_predicted_in_windows_equals_the_whole_video_at_once():
+    # A video of 2.6 windows, with a gap across the first window's edge: each frame's output must see what it sees in
+    # the whole video, wherever the windows start.
+    torch.manual_seed(0)
+    head = TemporalHead().eval()
+    frames = [i for i in range(int(2.6 * TEMPORAL_WINDOW)) if not TEMPORAL_WINDOW - 20 <= i < TEMPORAL_WINDOW + 5]
+    samples = [{"clip": "long", "frame": f"{i:05d}"} for i in frames] + [{"clip": "short", "frame": f"{i:05d}"} for i in range(40)]
+    features = np.random.default_rng(1).standard_normal((len(samples), 256)).astype(np.float32)
+    sequences = ClipSequences.from_samples(samples)
+    assert len(sequences.windows(TEMPORAL_WINDOW)) == 4  # 3 windows of the long video, 1 of the short one
+    windowed = temporal_predictions(head, features, sequences, torch.device("cpu"))
+    with torch.no_grad():
+        whole = []
+        for k in range(len(sequences.clips)):
+            x, mask = clip_batch(sequences, features, [(k, 0, sequences.length(k))])
+            whole.append((sequences.rows[k], head(x, mask)[0][mask[0]].numpy()))
+    expected = np.zeros_like(windowed)
+    for rows, pred in whole:
+        expected[rows] = pred
+    np.testing.assert_allclose(windowed, expected, atol=2e-6, rtol=1e-5)
+    # Without the overlap a window's edge frames would see zeros instead of their neighbours: measurably different.
+    naive = np.zeros_like(windowed)
+    with torch.no_grad():
+        for k, start, stop in sequences.windows(TEMPORAL_WINDOW):
+            x, mask = clip_batch(sequences, features, [(k, start, stop)])
+            positions = sequences.positions[k]
+            lo, hi = np.searchsorted(positions, [start, stop])
+            naive[sequences.rows[k][lo:hi]] = head(x, mask)[0].numpy()[positions[lo:hi] - start]
+    assert np.abs(naive - expected).max() > 1e-3
+
+
+def test_training_windows_cover_every_frame_once_and_move_with_the_offset():
+    samples = [{"clip": "a", "frame": str(i)} for i in range(2500)] + [{"clip": "b", "frame": str(i)} for i in range(90)]
+    sequences = ClipSequences.from_samples(samples)
+    for offsets in (None, np.array([0, 0]), np.array([300, 77])):
+        pieces = sequences.windows(1000, offsets)
+        covered = [(k, p) for k, a, b in pieces for p in range(a, b)]
+        assert sorted(covered) == sorted({*covered}) and len(covered) == 2590
+        assert all(b - a <= 1000 for _, a, b in pieces) and (1, 0, 90) in pieces  # a short clip stays whole
+    assert [p for p in sequences.windows(1000, np.array([300, 77])) if p[0] == 0] == [(0, 0, 300), (0, 300, 1300),
+                                                                                      (0, 1300, 2300), (0, 2300, 2500)]
+
+
+def test_standardisation_statistics_in_chunks_equal_numpy_on_the_rows(monkeypatch):
+    import emonet.heads as heads
+
+    monkeypatch.setattr(heads, "STATISTICS_CHUNK", 7)
+    features = (np.random.default_rng(2).standard_normal((100, 256)) * 5 + 3).astype(np.float32)
+    rows = np.arange(3, 100, 2)
+    mean, std = feature_statistics(features, rows)
+    np.testing.assert_allclose(mean, features[rows].mean(axis=0), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(std, features[rows].std(axis=0), rtol=1e-5)
 
 
 def test_smoothing_places_frames_by_number_and_never_forces_itself():
