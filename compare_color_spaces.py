@@ -40,14 +40,14 @@ import torch
 from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_optimisation_arguments, check_finetune_args,
                         check_fraction, check_optimisation_args, dataset_root_or_env, run)
 from emonet.colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
-from emonet.constants import CROSS_CORPUS, DEFAULT_DATASET, OFFICIAL
-from emonet.cross_corpus import collect_test_predictions, predict_test_corpus, read_test_corpus, test_groups
 from emonet.comparison import (APPROACHES, TRAINING_FLAGS, UNIT_FILE, HeadComparison, all_units, check_feature_files,
                                check_manifests, check_same_settings, claim_folds, collect_predictions, default_workers,
                                feature_identity, finetune_plan, finetune_source, finished_units, make_folds,
                                parse_manifest_args, parse_only, read_fingerprint, read_manifests, run_finetune_unit,
                                run_head_units, scored_samples, unit_source, without_samples)
 from emonet.comparison_report import DEMO_NOTE, build_report, summary, write_report
+from emonet.constants import CROSS_CORPUS, DEFAULT_DATASET, OFFICIAL
+from emonet.cross_corpus import collect_test_predictions, predict_test_corpus, read_test_corpus, test_groups
 from emonet.distributed import init_distributed
 from emonet.errors import EmoNetError
 from emonet.extraction import ExtractionConfig, extract_features
@@ -273,7 +273,7 @@ def compare(args, dist) -> None:
         return
     units = [parse_only(args.only, spaces, args.heads, folds_count, args.repeats)] if args.only else every
     if not args.only:
-        check_not_narrower(args, found, spaces)
+        check_not_narrower(args, found, spaces, corpus)
     if args.report_only:
         adopt_unit_settings(args, every)
     if args.approach == "finetune":
@@ -365,12 +365,16 @@ def adopt_unit_layout(args, found) -> None:
         logger.info("--report_only: the manifests the finished units were made from: %s", ", ".join(args.manifests))
 
 
-def check_not_narrower(args, found, spaces) -> None:
-    """Refuse a report of fewer spaces, heads or repetitions than the finished units of --output_dir into that folder:
-    it would replace the report of the whole (a narrower one goes to another --report_dir)."""
+def check_not_narrower(args, found, spaces, corpus) -> None:
+    """Refuse a report of fewer spaces, heads, repetitions or test corpora than the finished units of --output_dir into
+    that folder: it would replace the report of the whole (a narrower one goes to another --report_dir)."""
     if args.report_dir.resolve() != args.output_dir.resolve():
         return
     left_out = []
+    tested = {path.stem.removeprefix("cross_") for unit, _ in found
+              for path in unit.folder(args.output_dir).glob("cross_*.json")}
+    if tested - {corpus.dataset if corpus else None}:
+        left_out.append(f"the cross-corpus predictions of {', '.join(sorted(tested))} (--test_manifests)")
     for name, have, asked in (("colour spaces", {u.space for u, _ in found}, set(spaces)),
                               ("heads", {u.head for u, _ in found}, set(args.heads))):
         if have - asked:

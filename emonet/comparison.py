@@ -302,6 +302,8 @@ def make_folds(samples: list[dict], group_by: str, folds: int, seed: int, repeat
     if not official:
         drawn = [{"seed": seed + r, "folds": assign_folds(samples, group_by, folds, seed + r)} for r in range(repeats)]
         return {"group_by": group_by, "seed": seed, "folds": drawn[0]["folds"], "repeats": drawn}
+    if group_by == "actor" and not all(s.get("actor") for s in samples):
+        raise EmoNetError("--split actor: some frames have no actor (AffectNet's images have none); split by clip")
     sides = {side: sorted({sample_key(s, group_by) for s in samples if s.get("split") == side})
              for side in OFFICIAL_SIDES}
     both = set(sides["train"]) & set(sides["validation"])

@@ -675,10 +675,15 @@ def plot_report(report: dict, path: Path) -> "Figure":
     if len(panels) > 1:
         handles.append(Line2D([], [], color="gray", marker="o", ls="-", ms=6, label=diff_label))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(3, len(handles)), fontsize=8, frameon=False)
-    trained_on = f"trained on {DATASETS[p['trained_on']].title}, scored on " if p.get("trained_on") else ""
-    title = (f"{trained_on}{dataset_title(p)}, {_approach_name(p)}: "
-             + (f"{test_set_name(p)}, {repeats} seed{'s' if repeats > 1 else ''}" if fixed_test_set(p) else
-                f"{p['folds']} folds by {p['group_by']}" + (f", {repeats} repetitions" if repeats > 1 else "")))
+    seeds = f"{repeats} seed{'s' if repeats > 1 else ''}"
+    if p.get("protocol") == CROSS_CORPUS:
+        title = (f"Cross-corpus: trained on {DATASETS[p['trained_on']].title}, scored on {test_set_name(p)}\n"
+                 f"{_approach_name(p)}, {seeds}")
+    elif fixed_test_set(p):
+        title = f"{dataset_title(p)}, {_approach_name(p)}: trained on the official training split, {seeds}"
+    else:
+        title = (f"{dataset_title(p)}, {_approach_name(p)}: {p['folds']} folds by {p['group_by']}"
+                 + (f", {repeats} repetitions" if repeats > 1 else ""))
     if p.get("demo"):
         title = ("DEMO: random weights, synthetic faces; the numbers say nothing about real faces\n" + title
                  + " (no zero-shot rows: random weights)")

@@ -305,6 +305,9 @@ def test_cross_corpus_rows_score_every_unit_on_the_other_corpus(tmp_path, monkey
     markdown = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "## Cross-corpus: trained on AFEW-VA, scored on Aff-Wild2 (VA track)'s official validation split" in markdown
     assert (tmp_path / "cmp" / "cross_corpus.png").is_file() and (tmp_path / "cmp" / "cross_corpus.csv").is_file()
+    # A report without them would replace the one with them: refused (another --report_dir takes it).
+    with pytest.raises(EmoNetError, match="the cross-corpus predictions of aff_wild2 .--test_manifests."):
+        _compare(*base, "--report_only")
     # Other frames of the test corpus are refused, not mixed with what the units scored.
     _official(tmp_path / "aw2" / "features_manifest.json", {"110"})
     _official(tmp_path / "aw2" / "features_hsv_manifest.json", {"110"})
