@@ -3,12 +3,13 @@
     python train_emonet_features.py --manifest_file features_hsv_manifest.json --inner_val_split 0.1 \\
         --batch_size 64 --epochs 50 --learning_rate 1e-3 --loss_function ccc
     python train_emonet_features.py --manifest_file features_hsv_manifest.json --inner_val_split 0.1 --head temporal
+    python train_emonet_features.py --manifest_file aw2_hsv.json --official_split --split actor --inner_val_split 0.1
 
 --head frame (default): 256 -> 128 -> 64 -> 2 on each frame alone. --head smooth: the same network, then a
 Gaussian filter along each clip, its sigma (frames) chosen with the epoch on the selection side (0 included).
---head temporal: a non-causal temporal convolution network over each clip's frames, trained on whole clips
-(--clips_per_batch clips a step). Splits by clip by default (whole clips on one side; see
-README_HSV_PIPELINE.md for why). Writes best_model.pth (best mean CCC on the selection side: --inner_val_split
+--head temporal: a non-causal temporal convolution network over each clip's frames, trained on clips (windows of
+long videos; --clips_per_batch a step). Splits by clip by default (whole clips on one side; see
+README_HSV_PIPELINE.md for why); --official_split holds out Aff-Wild2's or AffectNet's own validation split. Writes best_model.pth (best mean CCC on the selection side: --inner_val_split
 of the training clips, else the held-out side), last.pth, checkpoint_epoch_N.pth, training_log.txt and .csv,
 training_curves.png, args.json and split.json into --output_dir (default <color space>_features_training, or
 <color space>_<head>_features_training); --resume OUTPUT_DIR/last.pth continues, --overwrite replaces a run
@@ -19,13 +20,15 @@ import sys
 from pathlib import Path
 
 from emonet.cli import add_training_arguments, check_training_args, resume_hint, run
+from emonet.constants import OFFICIAL
+from emonet.datasets import DATASETS
 from emonet.device import resolve_device
 from emonet.errors import EmoNetError
 from emonet.features import HEAD_DEFAULTS, load_feature_set
 from emonet.head_training import DEFAULT_CLIPS_PER_BATCH, HeadUnit, head_config, model_args, train_heads
 from emonet.heads import DEFAULT_HEAD, HEAD_KINDS
 from emonet.manifest import FEATURE_IDENTITY_KEYS, read_manifest, standard_manifests
-from emonet.splits import make_split, split_indices
+from emonet.splits import make_split, official_sides, split_indices, split_with_inner
 from emonet.training import (RESUME_FIXED_ARGS, check_output_dir, check_resume, load_training_checkpoint,
                              resume_changes)
 
@@ -50,6 +53,10 @@ def get_args_parser():
                              f"frame and smooth heads (default: {DEFAULT_CLIPS_PER_BATCH})")
     parser.add_argument("--dropout", type=float, default=0.2, help="dropout after each hidden layer (default: 0.2)")
     add_training_arguments(parser, HEAD_DEFAULTS, OUTPUT_KIND)
+    parser.add_argument("--official_split", action="store_true",
+                        help="train on the dataset's official training split and hold out its validation split "
+                             "(Aff-Wild2, AffectNet), keeping --split's clips or actors whole; --inner_val_split chooses "
+                             "the epoch inside the training split (default: off: a --val_split holdout or --folds)")
     return parser
 
 
@@ -66,6 +73,20 @@ def check_head_args(args, parser) -> None:
         raise EmoNetError(f"--clips_per_batch applies to --head temporal, not {args.head} (which uses --batch_size)")
     if not 0 <= args.dropout < 1:
         raise EmoNetError(f"--dropout {args.dropout}: must be in [0, 1)")
+
+
+def check_official_split(args, manifest) -> None:
+    """--official_split: the manifest's dataset has one, and no other way of holding out is asked for."""
+    if not args.official_split:
+        return
+    if not DATASETS[manifest.dataset].official_split:
+        raise EmoNetError(f"--official_split: {manifest.path} holds {manifest.dataset} features, which have no official "
+                          "split; use --val_split or --folds")
+    for flag in ("folds", "val_split"):
+        if getattr(args, flag) is not None:
+            raise EmoNetError(f"--{flag} does not apply with --official_split: the official validation split is held out")
+    if args.split == "frame":
+        raise EmoNetError("--split frame does not apply with --official_split: it keeps clips or actors whole")
 
 
 def default_manifest(folder: Path) -> Path:
@@ -86,6 +107,7 @@ def main(args):
     device = resolve_device(args.device)
     manifest = read_manifest(args.manifest_file or default_manifest(Path.cwd()))
     manifest.check_head(args.head)
+    check_official_split(args, manifest)
     kind = "" if args.head == DEFAULT_HEAD else f"{args.head}_"
     args.output_dir = str(args.output_dir or f"{manifest.color_space or 'unknown'}_{kind}{OUTPUT_KIND}")
     output_dir = Path(args.output_dir)
@@ -98,8 +120,13 @@ def main(args):
                      + resume_changes(resumed["settings"], manifest.described_settings, FEATURE_IDENTITY_KEYS))
     data_root = Path(args.data_root) if args.data_root else manifest.path.parent
     data = load_feature_set(manifest, data_root, progress=not args.no_progress)
-    split = resumed["split"] if resumed else make_split(data.samples, args.split, args.val_split, args.seed, args.folds,
-                                                        args.fold, args.inner_val_split)
+    if resumed:
+        split = resumed["split"]
+    elif args.official_split:
+        split = split_with_inner(args.split, args.seed, *official_sides(data.samples, args.split), args.inner_val_split,
+                                 val_split=None, folds=None, fold=None, protocol=OFFICIAL)
+    else:
+        split = make_split(data.samples, args.split, args.val_split, args.seed, args.folds, args.fold, args.inner_val_split)
     indices = split_indices(data.samples, split)
     meta = {
         "model_type": MODEL_TYPE, "args": vars(args), "split": split, "head": head_config(args.head, args),

@@ -51,15 +51,13 @@ from .head_training import HEAD_THREADS, HeadUnit, head_config, intra_op_threads
 from .heads import DEFAULT_HEAD, HeadPredictor
 from .io import write_json, write_text
 from .manifest import FEATURE_IDENTITY_KEYS, Manifest, SampleColumns, read_manifest, standard_manifests
-from .splits import assign_folds, sample_key, split_indices, split_with_inner
+from .splits import assign_folds, official_sides, sample_key, split_indices, split_with_inner
 from .text import number
 from .training import RESUME_FIXED_ARGS, load_training_checkpoint
 
 logger = logging.getLogger(__name__)
 
 APPROACHES = ("head", "finetune")
-# The sample "split" values of the official protocol (folds.json's "protocol": constants.OFFICIAL).
-OFFICIAL_SIDES = ("train", "validation")
 FOLDS_FILE = "folds.json"
 UNIT_FILE = "unit.json"
 UNIT_PREDICTIONS = "fold_predictions.csv"
@@ -302,19 +300,8 @@ def make_folds(samples: list[dict], group_by: str, folds: int, seed: int, repeat
     if not official:
         drawn = [{"seed": seed + r, "folds": assign_folds(samples, group_by, folds, seed + r)} for r in range(repeats)]
         return {"group_by": group_by, "seed": seed, "folds": drawn[0]["folds"], "repeats": drawn}
-    if group_by == "actor" and not all(s.get("actor") for s in samples):
-        raise EmoNetError("--split actor: some frames have no actor (AffectNet's images have none); split by clip")
-    sides = {side: sorted({sample_key(s, group_by) for s in samples if s.get("split") == side})
-             for side in OFFICIAL_SIDES}
-    both = set(sides["train"]) & set(sides["validation"])
-    if both:
-        raise EmoNetError(f"--split {group_by}: {len(both)} {group_by}s have frames in both official splits (e.g. "
-                          f"{sorted(both)[0]}); split by clip")
-    if not sides["train"] or not sides["validation"]:
-        raise EmoNetError(f"the manifests hold {len(sides['train'])} {group_by}s of the official training split and "
-                          f"{len(sides['validation'])} of its validation split: the comparison trains on the one and "
-                          "scores the other; extract both")
-    drawn = [{"seed": seed + r, "train": sides["train"], "folds": [sides["validation"]]} for r in range(repeats)]
+    train, validation = official_sides(samples, group_by)
+    drawn = [{"seed": seed + r, "train": train, "folds": [validation]} for r in range(repeats)]
     return {"protocol": OFFICIAL, "group_by": group_by, "seed": seed, "folds": drawn[0]["folds"], "repeats": drawn}
 
 

@@ -19,6 +19,8 @@ from .metrics import ccc, pcc
 logger = logging.getLogger(__name__)
 
 SPLIT_MODES = ("clip", "actor", "frame")
+# A dataset's official split (Aff-Wild2, AffectNet), as the samples' "split" values: training and validation.
+OFFICIAL_SIDES = ("train", "validation")
 SIDES = ("train", "inner_val", "val")
 DEFAULT_VAL_SPLIT = 0.2
 # The inner split draws from its own stream of the seed, so that it does not disturb the outer split.
@@ -96,6 +98,24 @@ def make_split(samples: list[dict], mode: str = "clip", val_split: float | None 
         val = _hold_out(units, val_split, np.random.default_rng(seed))
     return split_with_inner(mode, seed, sorted(set(units) - val), sorted(val), inner_val_split,
                             val_split=val_split, folds=folds, fold=fold)
+
+
+def official_sides(samples: list[dict], mode: str) -> tuple[list[str], list[str]]:
+    """The units (clips or actors) of a dataset's official training and validation splits (the samples' `split`:
+    `OFFICIAL_SIDES`); a unit with frames in both is refused."""
+    if mode not in ("clip", "actor"):
+        raise DatasetError(f"--split {mode}: the official split keeps clips or actors whole; use clip or actor")
+    if mode == "actor" and not all(s.get("actor") for s in samples):
+        raise DatasetError("--split actor: some frames have no actor (AffectNet's images have none); split by clip")
+    train, val = (sorted({sample_key(s, mode) for s in samples if s.get("split") == side}) for side in OFFICIAL_SIDES)
+    both = set(train) & set(val)
+    if both:
+        raise DatasetError(f"--split {mode}: {len(both)} {mode}s have frames in both official splits (e.g. "
+                           f"{sorted(both)[0]}); split by clip")
+    if not train or not val:
+        raise DatasetError(f"the data hold {len(train)} {mode}s of the official training split and {len(val)} of its "
+                           "validation split: training takes the one and scores the other; extract both")
+    return train, val
 
 
 def split_with_inner(mode: str, seed: int, train: list[str], val: list[str], inner_val_split: float | None,

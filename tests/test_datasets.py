@@ -332,3 +332,24 @@ def test_sample_columns_read_as_the_samples_they_hold(monkeypatch):
     assert "split" not in SampleColumns([{k: v for k, v in s.items() if k != "split"} for s in samples])[0]
     with pytest.raises(IndexError):
         columns[8]
+
+
+def test_a_head_trains_on_the_official_training_split_and_holds_out_its_validation_split(tmp_path):
+    labels = clip_labels(8)
+    write_spaces(tmp_path, labels)
+    validation = set(sorted(labels)[-3:])
+    manifest = tmp_path / "features_manifest.json"
+
+    def train(*argv):
+        return train_emonet_features.main(train_emonet_features.get_args_parser().parse_args(
+            ["--manifest_file", str(manifest), "--epochs", "2", "--device", "cpu", "--no_progress", *map(str, argv)]))
+
+    with pytest.raises(EmoNetError, match="afew_va features, which have no official split"):
+        train("--official_split", "--output_dir", tmp_path / "no")
+    _official(manifest, validation)
+    with pytest.raises(EmoNetError, match="--folds does not apply with --official_split"):
+        train("--official_split", "--folds", "3", "--fold", "0", "--output_dir", tmp_path / "no")
+    train("--official_split", "--inner_val_split", "0.2", "--output_dir", tmp_path / "run")
+    split = torch.load(tmp_path / "run" / "best_model.pth", weights_only=True)["split"]
+    assert split["val"] == sorted(validation) and split["protocol"] == "official"
+    assert sorted(split["train"] + split["inner_val"]) == sorted(set(labels) - validation) and split["inner_val"]
