@@ -9,11 +9,14 @@
         --manifest_file aff_wild2/features_manifest.json --output_dir afew_to_aff_wild2    # cross-corpus
     python evaluate_hsv_model.py --model_type pretrained --manifest_file affectnet_manifest.json --subset val \\
         --expression_classes 8 --output_dir affectnet_zero_shot    # EmoNet's own published check
+    python evaluate_hsv_model.py --model_path hsv_full_training/best_model.pth --model_type full --dataset aff_wild2 \
+        --dataset_root /data/Aff-Wild2 --output_dir full_afew_to_aff_wild2    # fine-tuned with --crop resize, cross-corpus
 
 Evaluates the held-out side of the split stored in the checkpoint (`--subset val`, the default); the
 checkpoint also gives the manifest, colour space and crop. Cross-corpus: a head trained on one dataset's features
 and a --manifest_file of another dataset's (same colour space, crop and EmoNet) is scored on that dataset's
-validation split (`--subset val`; `train`, `all`), on AFEW-VA's [-10, 10] scale for both. Writes evaluation_results.json,
+validation split (`--subset val`; `train`, `all`), on AFEW-VA's [-10, 10] scale for both; a fine-tuned network
+(full) is scored on another dataset's frames with --dataset and --dataset_root the same way. Writes evaluation_results.json,
 predictions.csv, evaluation_scatter.png and evaluation_distributions.png, and prints a summary table.
 `pretrained` uses EmoNet's own valence/arousal: from the feature files when a manifest is given (or the
 checkpoint names one), else by running --pretrained_path on the frames of --dataset_root; with
@@ -30,7 +33,7 @@ from emonet.cli import add_frame_arguments, add_runtime_arguments, dataset_root_
 from emonet.colour import DEFAULT_COLOR_SPACE
 from emonet.constants import LABEL_SCALE
 from emonet.crop import DEFAULT_CROP
-from emonet.datasets import DEFAULT_DATASET
+from emonet.datasets import DATASETS, DEFAULT_DATASET, check_crop
 from emonet.device import amp_enabled, resolve_device
 from emonet.distributed import init_distributed
 from emonet.errors import EmoNetError
@@ -73,6 +76,10 @@ def get_args_parser():
     parser.add_argument("--output_dir", default="evaluation_results", help="where results go (default: evaluation_results)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the results of another evaluation in --output_dir (default: refuse)")
+    parser.add_argument("--dataset", choices=tuple(DATASETS), default=None,
+                        help="full, or pretrained without a manifest: the dataset whose frames --dataset_root holds; "
+                             "another than the checkpoint's is scored cross-corpus, on its official split (default: the "
+                             "checkpoint's, else afew_va)")
     add_frame_arguments(parser, color_space=None)
     add_runtime_arguments(parser, batch_size=64)
     return parser
@@ -92,7 +99,8 @@ def _resolve_input(args, ckpt: dict | None, on_frames: bool) -> dict:
     given = {k: getattr(args, k) for k in ("color_space", "crop") if getattr(args, k) is not None}
     settings = (ckpt or {}).get("settings", {})
     if not on_frames:
-        for flag, value in (("--flip_tta", args.flip_tta), ("--amp", args.amp), ("--dataset_root", args.dataset_root)):
+        for flag, value in (("--flip_tta", args.flip_tta), ("--amp", args.amp), ("--dataset_root", args.dataset_root),
+                            ("--dataset", args.dataset)):
             if value:
                 raise EmoNetError(f"{flag} applies to frames (--model_type full, or pretrained without a manifest); "
                                   "these features were extracted already")
@@ -116,11 +124,18 @@ def _resolve_input(args, ckpt: dict | None, on_frames: bool) -> dict:
         for key, value in given.items():
             if settings[key] != value:
                 raise EmoNetError(f"--{key} {value}: the model was trained on {key} {settings[key]!r}; drop the flag")
+    trained_on = settings.get("dataset", DEFAULT_DATASET) if ckpt else None
+    dataset = args.dataset or trained_on or DEFAULT_DATASET
+    cross_corpus = trained_on is not None and trained_on != dataset
+    if cross_corpus and not args.dataset_root:
+        raise EmoNetError(f"--dataset {dataset}: the model was trained on {trained_on}; give the {dataset} frames' "
+                          "--dataset_root")
+    crop = given.get("crop", settings.get("crop", DEFAULT_CROP))
+    check_crop(dataset, crop)
     root = args.dataset_root or settings.get("dataset_root") or dataset_root_or_env(None)
-    return {"manifest": None, "manifest_file": None, "dataset_root": str(Path(root).resolve()), "dataset": DEFAULT_DATASET,
-            "trained_on": settings.get("dataset", DEFAULT_DATASET) if ckpt else None, "cross_corpus": False,
-            "color_space": given.get("color_space", settings.get("color_space", DEFAULT_COLOR_SPACE)),
-            "crop": given.get("crop", settings.get("crop", DEFAULT_CROP))}
+    return {"manifest": None, "manifest_file": None, "dataset_root": str(Path(root).resolve()), "dataset": dataset,
+            "trained_on": trained_on, "cross_corpus": cross_corpus,
+            "color_space": given.get("color_space", settings.get("color_space", DEFAULT_COLOR_SPACE)), "crop": crop}
 
 
 def _subset(samples: list[dict], split: dict | None, subset: str) -> tuple[np.ndarray, list[dict]]:
@@ -134,16 +149,17 @@ def _subset(samples: list[dict], split: dict | None, subset: str) -> tuple[np.nd
     return chosen, [samples[i] for i in development]
 
 
-def _official_subset(samples: list[dict], subset: str, manifest) -> np.ndarray:
+def _official_subset(samples: list[dict], subset: str, where: str) -> np.ndarray:
     """Cross-corpus, or without a checkpoint: the evaluated dataset's own split (`--subset val`: its validation
-    split, `train`: its training split), or all of it; a checkpoint's split belongs to another corpus."""
+    split, `train`: its training split), or all of it; a checkpoint's split belongs to another corpus. `where`: the
+    data in words, for the error."""
     if subset == "all":
         return np.arange(len(samples))
     wanted = OFFICIAL_SPLITS[subset]
     chosen = np.array([i for i, s in enumerate(samples) if s.get("split") == wanted], dtype=int)
     if not len(chosen):
-        raise EmoNetError(f"--subset {subset}: {manifest.path} ({manifest.dataset}) has no official {wanted} split, and "
-                          "the checkpoint's split (if any) belongs to another dataset; use --subset all")
+        raise EmoNetError(f"--subset {subset}: {where} has no official {wanted} split, and the checkpoint's split (if "
+                          "any) belongs to another dataset; use --subset all")
     return chosen
 
 
@@ -171,7 +187,7 @@ def evaluate_features(args, ckpt: dict | None, source: dict) -> tuple[list[dict]
                 raise EmoNetError(f"the model was trained on {key} {trained!r} but manifest {manifest.path} has "
                                   f"{given!r}; evaluate it on matching input")
     if source["cross_corpus"] or (ckpt is None and args.subset != "all"):
-        chosen, development = _official_subset(data.samples, args.subset, manifest), []
+        chosen, development = _official_subset(data.samples, args.subset, f"{manifest.path} ({manifest.dataset})"), []
     else:
         chosen, development = _subset(data.samples, ckpt["split"] if ckpt else None, args.subset)
     if args.expression_classes:
@@ -193,9 +209,13 @@ def evaluate_frames(args, ckpt: dict | None, source: dict, dist) -> tuple[list[d
     that cannot be decoded are left out and listed. Returns as `evaluate_features`."""
     device = dist.device
     model, _ = load_emonet(args.model_path if args.model_type == "full" else args.pretrained_path, device)
-    frames = load_frames_for(source["dataset_root"], crop=source["crop"])
-    samples = [f.sample() for f in frames]
-    chosen, development = _subset(samples, ckpt["split"] if ckpt else None, args.subset)
+    frames = load_frames_for(source["dataset_root"], crop=source["crop"], dataset=source["dataset"])
+    factor = LABEL_SCALE / DATASETS[source["dataset"]].label_scale  # every dataset on AFEW-VA's scale
+    samples = [s | {"valence": s["valence"] * factor, "arousal": s["arousal"] * factor} for s in (f.sample() for f in frames)]
+    if source["cross_corpus"] or (ckpt is None and args.subset != "all"):
+        chosen, development = _official_subset(samples, args.subset, f"{source['dataset_root']} ({source['dataset']})"), []
+    else:
+        chosen, development = _subset(samples, ckpt["split"] if ckpt else None, args.subset)
     pred, failed = predict_frames(model, [frames[i] for i in chosen], source["color_space"], source["crop"], device,
                                   args.batch_size, args.num_workers, amp_enabled(device, args.amp), args.flip_tta,
                                   progress=not args.no_progress and dist.is_main, dist=dist)
@@ -207,9 +227,10 @@ def evaluate_frames(args, ckpt: dict | None, source: dict, dist) -> tuple[list[d
 def main(args):
     if args.model_type != "pretrained" and not args.model_path:
         raise EmoNetError(f"--model_type {args.model_type} needs --model_path")
-    if args.subset != "all" and not (args.model_path or args.manifest_file):
-        raise EmoNetError(f"--subset {args.subset} needs a checkpoint with a split (--model_path), or a manifest of a "
-                          "dataset with an official split (--manifest_file); use --subset all")
+    if args.subset != "all" and not (args.model_path or args.manifest_file or
+                                     (args.dataset and DATASETS[args.dataset].official_split)):
+        raise EmoNetError(f"--subset {args.subset} needs a checkpoint with a split (--model_path), or a dataset with an "
+                          "official split (its --manifest_file, or --dataset and --dataset_root); use --subset all")
     if args.expression_classes and not args.manifest_file:
         raise EmoNetError("--expression_classes applies to AffectNet features: give their --manifest_file")
     ckpt = load_training_checkpoint(args.model_path, MODEL_TYPES[args.model_type]) if args.model_path else None

@@ -17,11 +17,12 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import Sampler
 from tqdm import tqdm
 
-from .afew_va import Frame, no_usable_frame, read_afew_va
+from .afew_va import Frame, no_usable_frame
 from .checkpoint import load_emonet
-from .constants import LABEL_SCALE
+from .constants import DEFAULT_DATASET, LABEL_SCALE
 from .crop import DEFAULT_CROP
 from .data import Augment, FrameDataset, frame_loader, split_failures, to_model_input
+from .datasets import check_crop, read_dataset
 from .device import amp_enabled, autocast
 from .distributed import Distributed, shard_positions
 from .errors import EmoNetError
@@ -41,10 +42,13 @@ FINETUNE_FIXED_ARGS = ("color_space", "crop", "freeze_backbone", "augment", "col
                        "amp", "n_expression", "sync_bn")
 
 
-def load_frames_for(dataset_root: str | os.PathLike, limit: int | None = None, crop: str = DEFAULT_CROP) -> list[Frame]:
-    """The usable frames of an AFEW-VA tree for `crop` (landmarks are required by the landmark crop only);
-    problems are logged (the extraction scripts record them)."""
-    frames, problems = read_afew_va(dataset_root, limit, need_landmarks=crop == "landmarks")
+def load_frames_for(dataset_root: str | os.PathLike, limit: int | None = None, crop: str = DEFAULT_CROP,
+                    dataset: str = DEFAULT_DATASET) -> list[Frame]:
+    """The usable frames of a dataset's tree (AFEW-VA by default) for `crop` (landmarks are required by the landmark
+    crop only), labels on the dataset's own scale; problems are logged (the extraction scripts record them)."""
+    check_crop(dataset, crop)
+    read = read_dataset(dataset, dataset_root, limit, need_landmarks=crop == "landmarks")
+    frames, problems = read.frames, read.problems
     for problem in problems:
         logger.warning("skipped %s: %s", problem.path, problem.reason)
     if not frames:

@@ -13,8 +13,9 @@ import train_emonet_hsv
 from emonet.afew_va import read_afew_va
 from emonet.crop import flip_landmarks
 from emonet.data import Augment, FrameDataset
+from emonet.errors import EmoNetError
 from emonet.model import EMOTION_MODULES
-from emonet.testing import deterministic_state_dict
+from emonet.testing import deterministic_state_dict, write_aff_wild2_tree
 
 CLIPS = "3"  # 12 frames: 2 clips train, 1 clip validates
 
@@ -124,3 +125,25 @@ def test_pretrained_zero_shot_on_frames(afew_tree, released_checkpoint, tmp_path
     assert [Path(e["path"]).name for e in results["excluded_frames"]] == ["00002.png"]
     assert "cannot decode" in results["excluded_frames"][0]["reason"]
     assert results["color_space"] == "rgb" and results["model_type"] == "pretrained"
+
+
+def test_a_fine_tuned_network_is_scored_on_another_datasets_frames(afew_tree, released_checkpoint, tmp_path):
+    aw2 = write_aff_wild2_tree(tmp_path / "aw2", {"a": ("Training_Set", [(0.5, 0.1), (0.4, 0.2)]),
+                                                  "b": ("Validation_Set", [(-0.3, 0.6), (-0.2, 0.7), (0.1, -0.5)])})
+    out = tmp_path / "full"
+    _train(afew_tree, released_checkpoint, out, "--freeze_backbone", "--crop", "resize")
+    best = str(out / "best_model.pth")
+    with pytest.raises(EmoNetError, match="give the aff_wild2 frames' --dataset_root"):
+        _evaluate(tmp_path / "no", "--model_path", best, "--model_type", "full", "--dataset", "aff_wild2")
+    results, rows = _evaluate(tmp_path / "cross", "--model_path", best, "--model_type", "full", "--dataset", "aff_wild2",
+                              "--dataset_root", str(aw2))
+    assert results["cross_corpus"] and results["trained_on"] == "afew_va" and results["dataset"] == "aff_wild2"
+    assert sorted((r["clip"], float(r["valence_true"])) for r in rows) == [("b", -3.0), ("b", -2.0), ("b", 1.0)]  # x 10
+    # EmoNet zero-shot on the frames of its validation split; the landmark crop is refused on its aligned faces.
+    with pytest.raises(EmoNetError, match="--crop landmarks cannot be used with --dataset aff_wild2"):
+        _evaluate(tmp_path / "no", "--model_type", "pretrained", "--pretrained_path", str(released_checkpoint),
+                  "--dataset", "aff_wild2", "--dataset_root", str(aw2), "--crop", "landmarks")
+    results, rows = _evaluate(tmp_path / "zero", "--model_type", "pretrained", "--pretrained_path",
+                              str(released_checkpoint), "--dataset", "aff_wild2", "--dataset_root", str(aw2),
+                              "--crop", "resize")
+    assert results["num_samples"] == 3 and {r["clip"] for r in rows} == {"b"}
