@@ -1,5 +1,5 @@
-"""Does feeding EmoNet another colour space help on AFEW-VA? The answer in one command, cross-validated,
-with a statistic of the difference that covers training again.
+"""Does feeding EmoNet another colour space help on AFEW-VA (or Aff-Wild2, AffectNet)? The answer in one command,
+cross-validated (or on the dataset's official split), with a statistic of the difference that covers training again.
 
     python compare_color_spaces.py --demo          # a first run: no data, no weights, a planted signal
 
@@ -8,6 +8,9 @@ with a statistic of the difference that covers training again.
         --heads frame smooth temporal --repeats 5 --folds 5 --split clip --epochs 50 --batch_size 64 \\
         --learning_rate 1e-3 --loss_function ccc --reference rgb --bootstrap 1000 --seed 0 \\
         --output_dir color_space_comparison
+
+    python compare_color_spaces.py --manifests rgb=aw2_rgb.json hsv=aw2_hsv.json --repeats 5 --split actor \\
+        --test_manifests rgb=afew_rgb.json hsv=afew_hsv.json --output_dir aw2_comparison   # official split, cross-corpus
 
     python compare_color_spaces.py --approach finetune --dataset_root $AFEW_VA_ROOT \\
         --pretrained_path pretrained/emonet_8.pth --color_spaces rgb hsv lab yuv --folds 5 --freeze_backbone
@@ -21,6 +24,12 @@ per-fold and pooled metrics with clip-bootstrap CIs (repetition 0), and for each
 difference to --reference and to the frame head: paired clip bootstrap, and with R > 1 the corrected
 resampled t-test over the R x K folds, which the report leads with. The EmoNet zero-shot rows score the
 network's own valence/arousal on the same frames.
+
+Aff-Wild2 and AffectNet manifests (their samples carry the official split) are not cross-validated: every unit
+trains on the official training split (epochs chosen on an inner split of it) and scores the validation split; the
+R repetitions are R trainings on that one fixed test set, and the report leads with the mean over seeds and a
+bootstrap of the validation clips (or actors) and the seeds. --test_manifests adds cross-corpus rows: every unit's
+chosen model also scores another corpus (its validation split, or every frame of AFEW-VA).
 
 Units are independent: --only SPACE:FOLD (frame head, repetition 0), SPACE:HEAD:FOLD, either with @REPEAT
 (e.g. hsv:temporal:2@3), runs one (a job-array task; --list_units prints them all, one a line);

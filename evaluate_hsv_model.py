@@ -9,7 +9,7 @@
         --manifest_file aff_wild2/features_manifest.json --output_dir afew_to_aff_wild2    # cross-corpus
     python evaluate_hsv_model.py --model_type pretrained --manifest_file affectnet_manifest.json --subset val \\
         --expression_classes 8 --output_dir affectnet_zero_shot    # EmoNet's own published check
-    python evaluate_hsv_model.py --model_path hsv_full_training/best_model.pth --model_type full --dataset aff_wild2 \
+    python evaluate_hsv_model.py --model_path hsv_full_training/best_model.pth --model_type full --dataset aff_wild2 \\
         --dataset_root /data/Aff-Wild2 --output_dir full_afew_to_aff_wild2    # fine-tuned with --crop resize, cross-corpus
 
 Evaluates the held-out side of the split stored in the checkpoint (`--subset val`, the default); the

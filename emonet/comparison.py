@@ -18,10 +18,17 @@ Two approaches: `head` trains heads (`heads.py`) on each space's extracted featu
 (`head_training.train_heads`, the code of train_emonet_features.py); `finetune` fine-tunes EmoNet on the
 frames (`finetune.finetune_emonet`, the code of train_emonet_hsv.py), frame head only.
 
+A dataset with an official split (Aff-Wild2, AffectNet: its samples carry `split`) is not cross-validated: one
+"fold", its official validation split, and every repetition trains on its official training split, with the inner
+split, initialisation and order of seed + r (`make_folds(official=True)`; `folds.json` says `"protocol":
+"official"`). The report's statistic for that one fixed test set is in `comparison_report.py`.
+
 Head units of one command use every core: frame and smooth units are trained as batches
 (`head_training.StackedHeads`), one batch per worker process, and temporal units one per worker. A unit's
 figures do not depend on the batch or the process it was trained in, so 1 or N workers, torchrun or a job
-array give the same report bit for bit.
+array give the same report bit for bit. One colour space's features are in memory at a time
+(`HeadComparison.use`), and the frames are held once, as columns (`manifest.SampleColumns`): at Aff-Wild2's 2.8
+million frames the comparison of two spaces peaks at 6.6 GB (the guide's "Other datasets").
 """
 import hashlib
 import json

@@ -204,6 +204,20 @@ def test_a_truncated_feature_file_stops_the_comparison_before_any_unit(spaces, t
     assert not (tmp_path / "cmp" / "rgb").exists()  # nothing trained on the other space first
 
 
+def test_the_comparison_holds_one_colour_space_in_memory_at_a_time(spaces, tmp_path, monkeypatch):
+    import emonet.comparison as comparison
+
+    held, load = [], comparison.load_space
+
+    def recording(path, common, space, progress):
+        held.append((space, sorted(comparison._SHARED.datasets) if comparison._SHARED else None))
+        return load(path, common, space, progress)
+
+    monkeypatch.setattr(comparison, "load_space", recording)
+    _compare(spaces, tmp_path / "cmp", "--epochs", "1", "--workers", "1")
+    assert held == [("rgb", []), ("hsv", [])]  # each space loaded once, the other let go before it
+
+
 # 10. A selection side whose labels cannot tell epochs apart is reported, with what was kept.
 def test_constant_selection_labels_are_warned_about(tmp_path, caplog):
     labels = {clip: {"valence": [0] * len(v["valence"]), "arousal": [3] * len(v["valence"])}
