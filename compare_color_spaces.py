@@ -39,6 +39,7 @@ every core of the machine (--workers processes, one thread each); under torchrun
 the units among the processes, the fine-tuning approach trains each unit with all of them (DDP).
 """
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -318,7 +319,7 @@ def compare(args, dist) -> None:
             lines = run_head_units(comparison, mine, workers, progress=not args.no_progress and dist.is_main)
             if corpus is not None:
                 predicted = predict_test_corpus(comparison, corpus, mine)
-                lines.append(f"{predicted} units predicted {corpus.dataset}'s {corpus.scored} "
+                lines.append(f"{predicted} unit{'s' if predicted > 1 else ''} predicted {corpus.dataset}'s {corpus.scored} "
                              f"({len(corpus.rows):,} frames)" if predicted else
                              f"every unit had predicted {corpus.dataset} already")
             for rank_lines in dist.gather(lines):
@@ -372,6 +373,28 @@ def adopt_unit_layout(args, found) -> None:
                               "LABEL=PATH for every space")
         args.manifests = [f"{s}={path}" for s, path in sources.items()]
         logger.info("--report_only: the manifests the finished units were made from: %s", ", ".join(args.manifests))
+    if args.approach == "head" and args.test_manifests is None:
+        tested = tested_manifests(args.output_dir, found)
+        if len(tested) == 1:
+            (dataset, sources), = tested.items()
+            missing = [s for s, path in sources.items() if not path or not Path(path).is_file()]
+            if missing:
+                raise EmoNetError(f"--report_only: the {dataset} manifest of {missing[0]} the units' cross-corpus "
+                                  f"predictions were made from ({sources[missing[0]] or 'not recorded'}) is not there any "
+                                  "more; pass --test_manifests LABEL=PATH for every space")
+            args.test_manifests = [f"{s}={path}" for s, path in sources.items()]
+            logger.info("--report_only: the %s manifests the units' cross-corpus predictions were made from: %s", dataset,
+                        ", ".join(args.test_manifests))
+
+
+def tested_manifests(output_dir: Path, found) -> dict[str, dict[str, str | None]]:
+    """{test dataset: {space: manifest}} of the cross-corpus predictions the finished units hold."""
+    tested: dict[str, dict[str, str | None]] = {}
+    for unit, _ in found:
+        for record in sorted(unit.folder(output_dir).glob("cross_*.json")):
+            tested.setdefault(record.stem.removeprefix("cross_"), {}).setdefault(
+                unit.space, json.loads(record.read_text()).get("source"))
+    return tested
 
 
 def check_not_narrower(args, found, spaces, corpus) -> None:
@@ -380,9 +403,8 @@ def check_not_narrower(args, found, spaces, corpus) -> None:
     if args.report_dir.resolve() != args.output_dir.resolve():
         return
     left_out = []
-    tested = {path.stem.removeprefix("cross_") for unit, _ in found
-              for path in unit.folder(args.output_dir).glob("cross_*.json")}
-    if tested - {corpus.dataset if corpus else None}:
+    tested = set(tested_manifests(args.output_dir, found)) - {corpus.dataset if corpus else None}
+    if tested:
         left_out.append(f"the cross-corpus predictions of {', '.join(sorted(tested))} (--test_manifests)")
     for name, have, asked in (("colour spaces", {u.space for u, _ in found}, set(spaces)),
                               ("heads", {u.head for u, _ in found}, set(args.heads))):

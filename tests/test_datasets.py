@@ -305,9 +305,14 @@ def test_cross_corpus_rows_score_every_unit_on_the_other_corpus(tmp_path, monkey
     markdown = (tmp_path / "cmp" / "comparison.md").read_text()
     assert "## Cross-corpus: trained on AFEW-VA, scored on Aff-Wild2 (VA track)'s official validation split" in markdown
     assert (tmp_path / "cmp" / "cross_corpus.png").is_file() and (tmp_path / "cmp" / "cross_corpus.csv").is_file()
-    # A report without them would replace the one with them: refused (another --report_dir takes it).
+    # --report_only alone reads the test manifests from the units; one that leaves them out would replace the whole.
+    _compare("--report_only", "--folds", "3", "--bootstrap", "200", "--output_dir", tmp_path / "cmp")
+    assert json.loads((tmp_path / "cmp" / "comparison.json").read_text())["cross_corpus"] == cross
+    write_spaces(tmp_path / "an", other, signals=(1.0, 0.4))
+    for name in ("features_manifest.json", "features_hsv_manifest.json"):
+        _official(tmp_path / "an" / name, validation, dataset="affectnet")
     with pytest.raises(EmoNetError, match="the cross-corpus predictions of aff_wild2 .--test_manifests."):
-        _compare(*base, "--report_only")
+        _compare(*base, "--test_manifests", "rgb=an/features_manifest.json", "hsv=an/features_hsv_manifest.json")
     # Other frames of the test corpus are refused, not mixed with what the units scored.
     _official(tmp_path / "aw2" / "features_manifest.json", {"110"})
     _official(tmp_path / "aw2" / "features_hsv_manifest.json", {"110"})
