@@ -245,6 +245,8 @@ def main(args):
         "head": head_record(ckpt) if args.model_type == "feature" else None,
         "dataset": source["dataset"], "trained_on": source["trained_on"], "cross_corpus": source["cross_corpus"],
         "scale": SCALE_NOTE,
+        "caveats": [DATASETS[d].caveat for d in dict.fromkeys((source["dataset"], source["trained_on"]))
+                    if d and DATASETS[d].caveat],
     }
     check_results_dir(args.output_dir, info, args.overwrite)
     dist = init_distributed(args.device if on_frames else "cpu")
@@ -261,7 +263,7 @@ def main(args):
         results = evaluation_results(samples, pred, development, info)
         write_evaluation(args.output_dir, results, samples, pred)
         print(summary_table(results))
-        for warning in (leak_warning(results), selection_warning(results)):
+        for warning in (leak_warning(results), selection_warning(results), *results["caveats"]):
             if warning:
                 print(warning, file=sys.stderr)
         print(f"results in {args.output_dir}/")

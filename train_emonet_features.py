@@ -137,6 +137,8 @@ def main(args):
     print(f"{args.head} head: {len(indices.train)} training, {len(indices.inner_val)} inner validation and "
           f"{len(indices.val)} validation frames, split by {split['mode']}; best epoch chosen on the {selection} frames; "
           f"outputs in {output_dir}/")
+    if DATASETS[manifest.dataset].caveat:
+        print(DATASETS[manifest.dataset].caveat, file=sys.stderr)
     unit = HeadUnit(output_dir, args.head, 0, indices, args.seed, meta, resumed)
     train_heads([unit], [data], args, device, progress=not args.no_progress)
     if args.head == "smooth":

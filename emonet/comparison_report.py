@@ -48,9 +48,7 @@ ZERO_SHOT_COLOUR = "darkgray"
 CORRECTED_T = "corrected resampled t-test"
 # The seeds of the official protocol's group x seed bootstrap: their own stream of --seed, apart from the groups'.
 SEED_DRAW_STREAM = 3
-AFFECTNET_NOTE = ("EmoNet was trained on AffectNet's training images: heads trained here sit on features of faces EmoNet "
-                  "already fitted, and are scored on validation images it did not see; EmoNet's zero-shot row is its own "
-                  "test (published: valence CCC 0.82, arousal 0.75 on its cleaned 8-class set)")
+AFFECTNET_NOTE = DATASETS["affectnet"].caveat
 DEMO_NOTE = ("DEMO: random (deterministic) EmoNet weights and a synthetic sample of one face, made brighter with "
              "valence and warmer in colour with arousal (a planted signal, so that training has something to find); "
              "the numbers show what a real comparison writes and how to read it, and say nothing about real faces")

@@ -122,6 +122,8 @@ def test_affectnet_features_take_the_landmark_crop_and_refuse_heads_along_time(t
              "val", "--expression_classes", str(classes), "--output_dir", str(tmp_path / f"zs{classes}"), "--no_progress"]))
         rows = pd.read_csv(tmp_path / f"zs{classes}" / "predictions.csv")
         assert sorted(rows["clip"]) == expected and rows["valence_true"].abs().max() <= 10
+        results = json.loads((tmp_path / f"zs{classes}" / "evaluation_results.json").read_text())
+        assert any("EmoNet was trained on AffectNet's training images" in c for c in results["caveats"])
 
 
 def test_a_head_trained_on_afew_va_is_scored_on_aff_wild2s_validation_split(tmp_path, released_checkpoint):
