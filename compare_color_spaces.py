@@ -274,7 +274,7 @@ def compare(args, dist) -> None:
         samples = common.samples
         if args.test_manifests:
             corpus = read_test_corpus(parse_manifest_args(args.test_manifests, Path.cwd(), True, "--test_manifests"),
-                                      spaces, common.dataset, args.heads, args.common_frames,
+                                      manifests, common.dataset, args.heads, args.common_frames,
                                       check_files=not (args.report_only or args.list_units))
     folds_count = 1 if official else args.folds
     every = all_units(args.repeats, spaces, args.heads, folds_count)

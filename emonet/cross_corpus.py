@@ -28,7 +28,7 @@ from .constants import LABEL_SCALE
 from .errors import EmoNetError
 from .head_training import HEAD_THREADS, intra_op_threads
 from .heads import HeadPredictor
-from .manifest import Manifest
+from .manifest import FEATURE_IDENTITY_KEYS, Manifest
 from .splits import sample_key
 from .training import load_training_checkpoint
 
@@ -58,10 +58,12 @@ class TestCorpus:
         return unit_folder / f"cross_{self.dataset}.csv", unit_folder / f"cross_{self.dataset}.json"
 
 
-def read_test_corpus(paths: dict[str, Path], spaces: list[str], training_dataset: str, heads: list[str],
+def read_test_corpus(paths: dict[str, Path], training: dict[str, Manifest], training_dataset: str, heads: list[str],
                      common_frames: bool, check_files: bool) -> TestCorpus:
     """The test manifests, checked as the training ones are (same frames in every space, same crop and checkpoint),
-    for the same colour spaces, from another dataset."""
+    for the colour spaces of `training` (the training manifests), each made as its training manifest was (crop,
+    checkpoint, precision: a head scored on other features would measure the mismatch), from another dataset."""
+    spaces = list(training)
     if set(paths) != set(spaces):
         raise EmoNetError(f"--test_manifests: give the colour spaces of --manifests ({', '.join(spaces)}), found "
                           f"{', '.join(paths)}")
@@ -70,6 +72,14 @@ def read_test_corpus(paths: dict[str, Path], spaces: list[str], training_dataset
     if common.dataset == training_dataset:
         raise EmoNetError(f"--test_manifests hold {training_dataset} features, the dataset the units train on: "
                           "cross-corpus rows score another corpus")
+    for space in spaces:
+        trained, tested = training[space].settings, manifests[space].settings
+        differ = [f"{key} {trained.get(key)!r} -> {tested.get(key)!r}" for key in FEATURE_IDENTITY_KEYS
+                  if key in trained and key in tested and trained[key] != tested[key]]
+        if differ:
+            raise EmoNetError(f"--test_manifests {space}={manifests[space].path}: made otherwise than the training "
+                              f"features ({'; '.join(differ)}); extract both corpora with the same crop, checkpoint and "
+                              "precision (Aff-Wild2 takes --crop resize only)")
     for m in manifests.values():
         for head in heads:
             m.check_head(head)

@@ -287,6 +287,12 @@ def test_cross_corpus_rows_score_every_unit_on_the_other_corpus(tmp_path, monkey
         _compare("--manifests", *spaces, "--test_manifests", *spaces, "--output_dir", tmp_path / "no")
     with pytest.raises(EmoNetError, match="give the colour spaces of --manifests"):
         _compare("--manifests", *spaces, "--test_manifests", tests[0], "--output_dir", tmp_path / "no")
+    for space, name in (("rgb", "features_manifest.json"), ("hsv", "features_hsv_manifest.json")):
+        resized = read_manifest(tmp_path / "aw2" / name)
+        write_manifest(tmp_path / "aw2" / f"resized_{space}.json", {**resized.settings, "crop": "resize"}, resized.samples)
+    with pytest.raises(EmoNetError, match="made otherwise than the training features .crop 'landmarks' -> 'resize'"):
+        _compare("--manifests", *spaces, "--test_manifests", "rgb=aw2/resized_rgb.json", "hsv=aw2/resized_hsv.json",
+                 "--output_dir", tmp_path / "no")
     base = ["--manifests", *spaces, "--folds", "3", "--epochs", "2", "--bootstrap", "200", "--output_dir", tmp_path / "cmp"]
     _compare(*base)  # first without the other corpus: it is added to the finished comparison by prediction alone
     _compare(*base, "--test_manifests", *tests)
