@@ -24,6 +24,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -117,17 +118,28 @@ def _tree_pss_mb(pid: int) -> float:
     return total
 
 
-def measured(command: list[str], cwd: Path) -> tuple[float, float]:
-    """(wall seconds, peak MB of the process tree) of a command; it must succeed."""
+def measured(command: list[str], cwd: Path, events: list | None = None) -> tuple[float, float]:
+    """(wall seconds, peak MB of the process tree) of a command; it must succeed. `events`, when given, receives
+    [seconds, line] for each line the command logs, and ["peak", seconds, MB] when the peak was sampled: where in the
+    run the peak falls."""
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    peak = 0.0
+    lines: list = []
+    reader = threading.Thread(target=lambda: lines.extend([time.perf_counter() - start, line.rstrip()]
+                                                          for line in process.stderr), daemon=True)
+    reader.start()
+    peak, peak_at = 0.0, 0.0
     while process.poll() is None:
-        peak = max(peak, _tree_pss_mb(process.pid))
+        now = _tree_pss_mb(process.pid)
+        if now > peak:
+            peak, peak_at = now, time.perf_counter() - start
         time.sleep(SAMPLE_SECONDS)
     seconds = time.perf_counter() - start
+    reader.join()
     if process.returncode:
-        raise RuntimeError(f"{' '.join(command)} failed: {process.stderr.read()[-2000:]}")
+        raise RuntimeError(f"{' '.join(command)} failed: {' '.join(line for _, line in lines)[-2000:]}")
+    if events is not None:
+        events += sorted([*lines, ["peak", peak_at, peak]], key=lambda e: e[-2] if e[0] == "peak" else e[0])
     return seconds, peak
 
 
@@ -181,9 +193,10 @@ def main(args) -> dict:
                   file=sys.stderr)
         if "comparison" in args.parts:
             command = compare_command(manifests, folder / "comparison", "--heads", "frame", "--batch_size", "4096")
-            seconds, peak = measured(command, folder)
+            events: list = []
+            seconds, peak = measured(command, folder, events)
             result["comparison_two_spaces"] = {"s": seconds, "peak_mb": peak, "target_gb": MEMORY_TARGET_GB,
-                                               "met": peak / 1024 < MEMORY_TARGET_GB}
+                                               "met": peak / 1024 < MEMORY_TARGET_GB, "log_and_peak": events}
             print(f"comparison of two spaces: {seconds:.0f} s, peak {peak:.0f} MB", file=sys.stderr)
         if "report_only" in args.parts:
             small = folder / "afew_va_size"
