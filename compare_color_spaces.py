@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_optimisation_arguments, check_finetune_args,
-                        check_fraction, check_optimisation_args, dataset_root_or_env, run)
+                        check_fraction, check_optimisation_args, dataset_root_for, run)
 from emonet.colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
 from emonet.comparison import (APPROACHES, TRAINING_FLAGS, UNIT_FILE, HeadComparison, all_units, check_feature_files,
                                check_manifests, check_same_settings, claim_folds, collect_predictions, default_workers,
@@ -56,8 +56,9 @@ from emonet.comparison import (APPROACHES, TRAINING_FLAGS, UNIT_FILE, HeadCompar
                                parse_manifest_args, parse_only, read_fingerprint, read_manifests, run_finetune_unit,
                                run_head_units, scored_samples, unit_source, without_samples)
 from emonet.comparison_report import DEMO_NOTE, build_report, summary, write_report
-from emonet.constants import CROSS_CORPUS, DEFAULT_DATASET, OFFICIAL
+from emonet.constants import CROSS_CORPUS, OFFICIAL
 from emonet.cross_corpus import collect_test_predictions, predict_test_corpus, read_test_corpus, test_groups
+from emonet.datasets import DATASETS
 from emonet.distributed import init_distributed
 from emonet.errors import EmoNetError
 from emonet.extraction import ExtractionConfig, extract_features
@@ -74,8 +75,8 @@ from emonet.testing import write_demo_dataset
 DEFAULTS = {"head": HEAD_DEFAULTS, "finetune": FINETUNE_DEFAULTS}
 # Flags that belong to one approach only: given with the other, they are refused, not ignored.
 HEAD_ONLY = ("manifests", "test_manifests", "common_frames", "dropout", "heads", "clips_per_batch", "workers")
-FINETUNE_ONLY = ("color_spaces", "dataset_root", "pretrained_path", "crop", "n_expression", "freeze_backbone", "augment",
-                 "colour_jitter", "grad_clip", "sync_bn", "num_workers", "amp", "limit", "flip_tta")
+FINETUNE_ONLY = ("color_spaces", "dataset", "dataset_root", "pretrained_path", "crop", "n_expression", "freeze_backbone",
+                 "augment", "colour_jitter", "grad_clip", "sync_bn", "num_workers", "amp", "limit", "flip_tta")
 DEMO_SPACES = ("rgb", "hsv")
 DEMO_EPOCHS = 10
 logger = logging.getLogger("emonet")
@@ -276,6 +277,9 @@ def compare(args, dist) -> None:
             corpus = read_test_corpus(parse_manifest_args(args.test_manifests, Path.cwd(), True, "--test_manifests"),
                                       manifests, common.dataset, args.heads, args.common_frames,
                                       check_files=not (args.report_only or args.list_units))
+    if args.approach == "finetune":
+        official = DATASETS[args.dataset].official_split
+        check_folds(args, official, args.dataset)
     folds_count = 1 if official else args.folds
     every = all_units(args.repeats, spaces, args.heads, folds_count)
     if args.list_units:
@@ -287,8 +291,8 @@ def compare(args, dist) -> None:
     if args.report_only:
         adopt_unit_settings(args, every)
     if args.approach == "finetune":
-        dataset_root = Path(dataset_root_or_env(args.dataset_root)).resolve()
-        frames = load_frames_for(dataset_root, args.limit, args.crop)
+        dataset_root = Path(dataset_root_for(args.dataset, args.dataset_root)).resolve()
+        frames = load_frames_for(dataset_root, args.limit, args.crop, args.dataset)
         samples = [f.sample() for f in frames]
     folds = make_folds(samples, args.split, args.folds, args.seed, args.repeats, official)
     error = None
@@ -343,8 +347,13 @@ def check_dataset_args(args, manifests, common) -> None:
     for m in manifests.values():
         for head in args.heads:
             m.check_head(head)
-    if common.official and args.folds != get_args_parser().get_default("folds"):
-        raise EmoNetError(f"--folds {args.folds}: {common.dataset} has an official training / validation split, on which "
+    check_folds(args, common.official, common.dataset)
+
+
+def check_folds(args, official: bool, dataset: str) -> None:
+    """Under the official protocol the official validation split is the test set: --folds is refused."""
+    if official and args.folds != get_args_parser().get_default("folds"):
+        raise EmoNetError(f"--folds {args.folds}: {dataset} has an official training / validation split, on which "
                           "the comparison trains and scores (no cross-validation); drop --folds")
 
 
@@ -494,7 +503,7 @@ def _protocol(args, units, samples, common, folds) -> dict:
     first = fingerprints[DEFAULT_HEAD]
     training, source = first["training"], first["input"]
     official = folds.get("protocol") == OFFICIAL
-    protocol = {"approach": args.approach, "dataset": common.dataset if common else DEFAULT_DATASET,
+    protocol = {"approach": args.approach, "dataset": common.dataset if common else args.dataset,
                 "protocol": OFFICIAL if official else "cross-validation", "group_by": args.split,
                 "folds": len(folds["folds"]), "seed": args.seed,
                 "repeats": args.repeats, "heads": list(args.heads), "bootstrap": args.bootstrap, "reference": args.reference,

@@ -210,8 +210,7 @@ def evaluate_frames(args, ckpt: dict | None, source: dict, dist) -> tuple[list[d
     device = dist.device
     model, _ = load_emonet(args.model_path if args.model_type == "full" else args.pretrained_path, device)
     frames = load_frames_for(source["dataset_root"], crop=source["crop"], dataset=source["dataset"])
-    factor = LABEL_SCALE / DATASETS[source["dataset"]].label_scale  # every dataset on AFEW-VA's scale
-    samples = [s | {"valence": s["valence"] * factor, "arousal": s["arousal"] * factor} for s in (f.sample() for f in frames)]
+    samples = [f.sample() for f in frames]  # on AFEW-VA's scale, whatever the dataset
     if source["cross_corpus"] or (ckpt is None and args.subset != "all"):
         chosen, development = _official_subset(samples, args.subset, f"{source['dataset_root']} ({source['dataset']})"), []
     else:

@@ -19,8 +19,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from emonet.cli import add_training_arguments, check_training_args, resume_hint, run
-from emonet.constants import OFFICIAL
+from emonet.cli import add_training_arguments, check_official_split, check_training_args, resume_hint, run
 from emonet.datasets import DATASETS
 from emonet.device import resolve_device
 from emonet.errors import EmoNetError
@@ -28,7 +27,7 @@ from emonet.features import HEAD_DEFAULTS, load_feature_set
 from emonet.head_training import DEFAULT_CLIPS_PER_BATCH, HeadUnit, head_config, model_args, train_heads
 from emonet.heads import DEFAULT_HEAD, HEAD_KINDS
 from emonet.manifest import FEATURE_IDENTITY_KEYS, read_manifest, standard_manifests
-from emonet.splits import make_split, official_sides, split_indices, split_with_inner
+from emonet.splits import make_split, official_split, split_indices
 from emonet.training import (RESUME_FIXED_ARGS, check_output_dir, check_resume, load_training_checkpoint,
                              resume_changes)
 
@@ -53,10 +52,6 @@ def get_args_parser():
                              f"frame and smooth heads (default: {DEFAULT_CLIPS_PER_BATCH})")
     parser.add_argument("--dropout", type=float, default=0.2, help="dropout after each hidden layer (default: 0.2)")
     add_training_arguments(parser, HEAD_DEFAULTS, OUTPUT_KIND)
-    parser.add_argument("--official_split", action="store_true",
-                        help="train on the dataset's official training split and hold out its validation split "
-                             "(Aff-Wild2, AffectNet), keeping --split's clips or actors whole; --inner_val_split chooses "
-                             "the epoch inside the training split (default: off: a --val_split holdout or --folds)")
     return parser
 
 
@@ -73,20 +68,6 @@ def check_head_args(args, parser) -> None:
         raise EmoNetError(f"--clips_per_batch applies to --head temporal, not {args.head} (which uses --batch_size)")
     if not 0 <= args.dropout < 1:
         raise EmoNetError(f"--dropout {args.dropout}: must be in [0, 1)")
-
-
-def check_official_split(args, manifest) -> None:
-    """--official_split: the manifest's dataset has one, and no other way of holding out is asked for."""
-    if not args.official_split:
-        return
-    if not DATASETS[manifest.dataset].official_split:
-        raise EmoNetError(f"--official_split: {manifest.path} holds {manifest.dataset} features, which have no official "
-                          "split; use --val_split or --folds")
-    for flag in ("folds", "val_split"):
-        if getattr(args, flag) is not None:
-            raise EmoNetError(f"--{flag} does not apply with --official_split: the official validation split is held out")
-    if args.split == "frame":
-        raise EmoNetError("--split frame does not apply with --official_split: it keeps clips or actors whole")
 
 
 def default_manifest(folder: Path) -> Path:
@@ -107,7 +88,7 @@ def main(args):
     device = resolve_device(args.device)
     manifest = read_manifest(args.manifest_file or default_manifest(Path.cwd()))
     manifest.check_head(args.head)
-    check_official_split(args, manifest)
+    check_official_split(args, manifest.dataset, str(manifest.path))
     kind = "" if args.head == DEFAULT_HEAD else f"{args.head}_"
     args.output_dir = str(args.output_dir or f"{manifest.color_space or 'unknown'}_{kind}{OUTPUT_KIND}")
     output_dir = Path(args.output_dir)
@@ -123,8 +104,7 @@ def main(args):
     if resumed:
         split = resumed["split"]
     elif args.official_split:
-        split = split_with_inner(args.split, args.seed, *official_sides(data.samples, args.split), args.inner_val_split,
-                                 val_split=None, folds=None, fold=None, protocol=OFFICIAL)
+        split = official_split(data.samples, args.split, args.seed, args.inner_val_split)
     else:
         split = make_split(data.samples, args.split, args.val_split, args.seed, args.folds, args.fold, args.inner_val_split)
     indices = split_indices(data.samples, split)

@@ -1,8 +1,11 @@
-"""Stage 4: fine-tune EmoNet's valence/arousal outputs on AFEW-VA frames, colour-converted on the fly.
+"""Stage 4: fine-tune EmoNet's valence/arousal outputs on AFEW-VA frames (or Aff-Wild2's, AffectNet's: --dataset),
+colour-converted on the fly.
 
     python train_emonet_hsv.py --dataset_root $AFEW_VA_ROOT --pretrained_path pretrained/emonet_8.pth \\
         --freeze_backbone --inner_val_split 0.1 --batch_size 32 --epochs 10 --learning_rate 1e-4
     torchrun --nproc_per_node 4 train_emonet_hsv.py --device cuda ...    # one GPU per process (DDP)
+    python train_emonet_hsv.py --dataset aff_wild2 --dataset_root /data/Aff-Wild2 --crop resize --official_split \
+        --split actor --inner_val_split 0.1 --freeze_backbone
 
 Frames are read from --dataset_root (default $AFEW_VA_ROOT, then --data_root), cropped and converted with
 the same code as feature extraction. --freeze_backbone keeps the face-alignment network exactly as
@@ -15,12 +18,12 @@ import sys
 from pathlib import Path
 
 from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_training_arguments, check_finetune_args,
-                        check_training_args, dataset_root_or_env, resume_hint, run)
+                        check_official_split, check_training_args, dataset_root_for, resume_hint, run)
 from emonet.constants import AFEW_VA_ROOT_ENV
 from emonet.distributed import init_distributed
 from emonet.finetune import FINETUNE_DEFAULTS, FINETUNE_FIXED_ARGS, finetune_emonet, load_frames_for
 from emonet.io import sha256_file
-from emonet.splits import make_split, split_indices
+from emonet.splits import make_split, official_split, split_indices
 from emonet.training import (RESUME_FIXED_ARGS, check_output_dir, check_resume, load_training_checkpoint,
                              resume_changes)
 
@@ -45,6 +48,7 @@ def main(args):
     try:
         check_training_args(args)
         check_finetune_args(args, dist)
+        check_official_split(args, args.dataset, f"--dataset {args.dataset}")
         train(args, dist)
     finally:
         dist.close()
@@ -58,7 +62,7 @@ def train(args, dist) -> None:
     settings = {
         "color_space": args.color_space, "crop": args.crop, "pretrained_path": args.pretrained_path,
         "pretrained_sha256": sha256_file(args.pretrained_path), "freeze_backbone": args.freeze_backbone,
-        "augment": args.augment,
+        "augment": args.augment, "dataset": args.dataset,
     }
     if resumed:
         check_resume(args.resume, resumed, args.epochs,
@@ -66,11 +70,15 @@ def train(args, dist) -> None:
                      + resume_changes(resumed["settings"], settings, ("pretrained_sha256",))
                      + resume_changes({"processes": resumed.get("world_size", 1)}, {"processes": dist.world_size},
                                       ("processes",)))
-    dataset_root = Path(dataset_root_or_env(args.dataset_root, args.data_root)).resolve()
-    frames = load_frames_for(dataset_root, args.limit, args.crop)
+    dataset_root = Path(dataset_root_for(args.dataset, args.dataset_root, args.data_root)).resolve()
+    frames = load_frames_for(dataset_root, args.limit, args.crop, args.dataset)
     samples = [f.sample() for f in frames]
-    split = resumed["split"] if resumed else make_split(samples, args.split, args.val_split, args.seed, args.folds,
-                                                        args.fold, args.inner_val_split)
+    if resumed:
+        split = resumed["split"]
+    elif args.official_split:
+        split = official_split(samples, args.split, args.seed, args.inner_val_split)
+    else:
+        split = make_split(samples, args.split, args.val_split, args.seed, args.folds, args.fold, args.inner_val_split)
     indices = split_indices(samples, split)
     meta = {"model_type": MODEL_TYPE, "args": vars(args), "split": split,
             "settings": {**settings, "dataset_root": str(dataset_root)},

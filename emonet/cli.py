@@ -11,7 +11,7 @@ from pathlib import Path
 from .colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
 from .constants import AFEW_VA_ROOT_ENV, DEFAULT_PRETRAINED_PATH
 from .crop import CROP_MODES, DEFAULT_CROP
-from .datasets import DATASETS, DEFAULT_DATASET
+from .datasets import DATASETS, DEFAULT_DATASET, check_crop
 from .device import DEVICE_CHOICES, amp_enabled
 from .errors import EmoNetError
 from .losses import LOSS_NAMES
@@ -59,6 +59,14 @@ def resume_hint(args) -> str:
     if "WORLD_SIZE" in os.environ:
         return f"{what} the same torchrun command plus {shlex.join(extra)}"
     return f"{what}: {shlex.join(['python', sys.argv[0], *argv, *extra])}"
+
+
+def dataset_root_for(dataset: str, value: str | None, fallback: str | None = None) -> str:
+    """--dataset_root of `dataset`: AFEW-VA's falls back on $AFEW_VA_ROOT (`dataset_root_or_env`); another dataset's
+    must be given."""
+    if dataset != DEFAULT_DATASET and not value:
+        raise EmoNetError(f"--dataset {dataset} needs --dataset_root, its top folder (${AFEW_VA_ROOT_ENV} is AFEW-VA's)")
+    return dataset_root_or_env(value, fallback)
 
 
 def dataset_root_or_env(value: str | None, fallback: str | None = None) -> str:
@@ -109,13 +117,17 @@ def add_runtime_arguments(parser, batch_size: int) -> None:
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
 
 
-def add_extraction_arguments(parser, color_space: str) -> None:
-    """The flags of both extraction scripts, which differ only in the default colour space."""
-    add_frame_arguments(parser, color_space)
+def add_dataset_argument(parser) -> None:
     parser.add_argument("--dataset", choices=tuple(DATASETS), default=DEFAULT_DATASET,
                         help="which dataset --dataset_root holds: afew_va (001/ ... 600/), aff_wild2 (VA_Set/ and "
                              "cropped_aligned/; --crop resize), affectnet (training.csv, validation.csv and "
                              f"Manually_Annotated_Images/) (default: {DEFAULT_DATASET})")
+
+
+def add_extraction_arguments(parser, color_space: str) -> None:
+    """The flags of both extraction scripts, which differ only in the default colour space."""
+    add_frame_arguments(parser, color_space)
+    add_dataset_argument(parser)
     add_runtime_arguments(parser, batch_size=32)
     parser.add_argument("--output_dir", default=None,
                         help="feature folder (default: features_<color space>/, features/ for rgb)")
@@ -176,10 +188,13 @@ def add_finetune_arguments(parser) -> None:
                         help="under torchrun on GPUs: SyncBatchNorm for the trainable BatchNorm layers (default: off)")
     add_loader_arguments(parser)
     parser.add_argument("--limit", type=int, default=None, help="only the first N clips, for a quick try (default: all)")
+    add_dataset_argument(parser)
 
 
 def check_finetune_args(args, dist) -> None:
     """Refuse fine-tuning flags that would be ignored or cannot work (`dist`: this process's place in the job)."""
+    check_crop(args.dataset, args.crop)
+    dataset_root_for(args.dataset, args.dataset_root, getattr(args, "data_root", None))
     amp_enabled(dist.device, args.amp)
     if args.colour_jitter and not args.augment:
         raise EmoNetError("--colour_jitter is part of the augmentation: it does nothing with --no-augment")
@@ -199,6 +214,10 @@ def add_training_arguments(parser, defaults: dict, output_kind: str) -> None:
                         help=f"fraction of clips/actors/frames held out, without --folds (default: {DEFAULT_VAL_SPLIT})")
     parser.add_argument("--folds", type=int, default=None, help="K for group K-fold over clips or actors (default: holdout)")
     parser.add_argument("--fold", type=int, default=None, help="which fold (0..K-1) is held out; needs --folds")
+    parser.add_argument("--official_split", action="store_true",
+                        help="train on the dataset's official training split and hold out its validation split "
+                             "(Aff-Wild2, AffectNet), keeping --split's clips or actors whole; --inner_val_split chooses "
+                             "the epoch inside the training split (default: off: a --val_split holdout or --folds)")
     parser.add_argument("--inner_val_split", type=float, default=None,
                         help="choose the best epoch on this fraction of the training clips/actors, so that the "
                              "held-out side stays untouched until evaluation (default: off, the best epoch is "
@@ -227,6 +246,13 @@ def check_optimisation_args(args) -> None:
         raise EmoNetError(f"--save_freq {args.save_freq}: 0 (never) or a number of epochs")
 
 
+def check_official_split(args, dataset: str, where: str) -> None:
+    """--official_split needs a dataset that has one (`where`: the data, in words)."""
+    if args.official_split and not DATASETS[dataset].official_split:
+        raise EmoNetError(f"--official_split: {where} holds {dataset} data, which have no official split; use "
+                          "--val_split or --folds")
+
+
 def check_fraction(flag: str, value: float | None) -> None:
     if value is not None and not 0 < value < 1:
         raise EmoNetError(f"{flag} {value}: must be a fraction between 0 and 1")
@@ -251,5 +277,12 @@ def check_training_args(args) -> None:
             raise EmoNetError(f"--val_split does not apply with --folds: fold {args.fold} is the held-out side; "
                               "drop one of them")
     check_fraction("--inner_val_split", args.inner_val_split)
+    if args.official_split:
+        for flag in ("folds", "val_split"):
+            if getattr(args, flag) is not None:
+                raise EmoNetError(f"--{flag} does not apply with --official_split: the official validation split is "
+                                  "held out")
+        if args.split == "frame":
+            raise EmoNetError("--split frame does not apply with --official_split: it keeps clips or actors whole")
     if args.resume and args.overwrite:
         raise EmoNetError("--resume continues the run in --output_dir and --overwrite replaces it: choose one")

@@ -692,7 +692,7 @@ def run_finetune_unit(output_dir: Path, unit: Unit, frames: list[Frame], source:
         meta = {"model_type": MODEL_TYPES["finetune"], "args": vars(training), "split": split, "unit": fp,
                 "settings": {"color_space": unit.space, "crop": args.crop, "pretrained_path": args.pretrained_path,
                              "pretrained_sha256": source["pretrained_sha256"], "freeze_backbone": args.freeze_backbone,
-                             "augment": args.augment, "dataset_root": str(dataset_root)},
+                             "augment": args.augment, "dataset_root": str(dataset_root), "dataset": args.dataset},
                 "world_size": dist.world_size, "global_batch_size": dist.world_size * args.batch_size}
         finetune_emonet(frames, indices, training, folder, meta, resumed, dist)
     dist.barrier()  # rank 0 has written best_model.pth

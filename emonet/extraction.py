@@ -28,8 +28,8 @@ from tqdm import tqdm
 
 from .afew_va import Frame, Problem, no_usable_frame
 from .checkpoint import load_emonet
-from .cli import dataset_root_or_env
-from .constants import AFEW_VA_ROOT_ENV, FEATURE_DIM, IMAGE_SIZE
+from .cli import dataset_root_for
+from .constants import FEATURE_DIM, IMAGE_SIZE
 from .data import FrameDataset, frame_loader, split_failures
 from .datasets import DEFAULT_DATASET, check_crop, dataset_settings, read_dataset
 from .device import amp_enabled
@@ -71,11 +71,8 @@ class ExtractionConfig:
         and manifest follow the colour space (`manifest.default_feature_paths`)."""
         output_dir, manifest_file = default_feature_paths(args.color_space)
         check_crop(args.dataset, args.crop)
-        if args.dataset != DEFAULT_DATASET and not args.dataset_root:
-            raise DatasetError(f"--dataset {args.dataset} needs --dataset_root, its top folder (${AFEW_VA_ROOT_ENV} is "
-                               "AFEW-VA's)")
         return cls(dataset=args.dataset,
-            dataset_root=dataset_root_or_env(args.dataset_root), output_dir=args.output_dir or output_dir,
+            dataset_root=dataset_root_for(args.dataset, args.dataset_root), output_dir=args.output_dir or output_dir,
             manifest_file=args.manifest_file or manifest_file, pretrained_path=args.pretrained_path,
             color_space=args.color_space, crop=args.crop, batch_size=args.batch_size, num_workers=args.num_workers,
             device=args.device, amp=args.amp, compile=args.compile, limit=args.limit, overwrite=args.overwrite,

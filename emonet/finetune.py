@@ -8,6 +8,7 @@ parameters, each process drawing its own share of every epoch's seeded order.
 """
 import logging
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from .checkpoint import load_emonet
 from .constants import DEFAULT_DATASET, LABEL_SCALE
 from .crop import DEFAULT_CROP
 from .data import Augment, FrameDataset, frame_loader, split_failures, to_model_input
-from .datasets import check_crop, read_dataset
+from .datasets import DATASETS, check_crop, read_dataset
 from .device import amp_enabled, autocast
 from .distributed import Distributed, shard_positions
 from .errors import EmoNetError
@@ -45,7 +46,9 @@ FINETUNE_FIXED_ARGS = ("color_space", "crop", "freeze_backbone", "augment", "col
 def load_frames_for(dataset_root: str | os.PathLike, limit: int | None = None, crop: str = DEFAULT_CROP,
                     dataset: str = DEFAULT_DATASET) -> list[Frame]:
     """The usable frames of a dataset's tree (AFEW-VA by default) for `crop` (landmarks are required by the landmark
-    crop only), labels on the dataset's own scale; problems are logged (the extraction scripts record them)."""
+    crop only), labels on AFEW-VA's scale [-10, 10] whatever the dataset (as `features.load_feature_set` puts them, so
+    that fine-tuning, its metrics and cross-corpus scores share one scale); problems are logged (the extraction
+    scripts record them)."""
     check_crop(dataset, crop)
     read = read_dataset(dataset, dataset_root, limit, need_landmarks=crop == "landmarks")
     frames, problems = read.frames, read.problems
@@ -53,7 +56,8 @@ def load_frames_for(dataset_root: str | os.PathLike, limit: int | None = None, c
         logger.warning("skipped %s: %s", problem.path, problem.reason)
     if not frames:
         raise no_usable_frame(dataset_root, problems)
-    return frames
+    factor = LABEL_SCALE / DATASETS[dataset].label_scale
+    return frames if factor == 1 else [replace(f, valence=f.valence * factor, arousal=f.arousal * factor) for f in frames]
 
 
 def predict_frames(model: EmoNet, frames: list[Frame], color_space: str, crop: str, device: torch.device,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .constants import OFFICIAL
 from .errors import DatasetError
 from .metrics import ccc, pcc
 
@@ -116,6 +117,12 @@ def official_sides(samples: list[dict], mode: str) -> tuple[list[str], list[str]
         raise DatasetError(f"the data hold {len(train)} {mode}s of the official training split and {len(val)} of its "
                            "validation split: training takes the one and scores the other; extract both")
     return train, val
+
+
+def official_split(samples: list[dict], mode: str, seed: int, inner_val_split: float | None) -> dict:
+    """The split of a dataset's official sides (`official_sides`), `inner_val` carved out of the training side."""
+    return split_with_inner(mode, seed, *official_sides(samples, mode), inner_val_split, val_split=None, folds=None,
+                            fold=None, protocol=OFFICIAL)
 
 
 def split_with_inner(mode: str, seed: int, train: list[str], val: list[str], inner_val_split: float | None,

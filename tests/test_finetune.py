@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+import compare_color_spaces
 import evaluate_hsv_model
 import train_emonet_hsv
 from emonet.afew_va import read_afew_va
@@ -147,3 +148,30 @@ def test_a_fine_tuned_network_is_scored_on_another_datasets_frames(afew_tree, re
                               str(released_checkpoint), "--dataset", "aff_wild2", "--dataset_root", str(aw2),
                               "--crop", "resize")
     assert results["num_samples"] == 3 and {r["clip"] for r in rows} == {"b"}
+
+
+def test_fine_tuning_on_an_official_split_of_another_dataset(released_checkpoint, tmp_path, capsys):
+    videos = {f"t{k}": ("Training_Set", [(0.1 * k, -0.1 * k), (0.2, 0.1 * k)]) for k in range(4)}
+    videos |= {"v0": ("Validation_Set", [(-0.3, 0.6), (-0.2, 0.7)]), "v1": ("Validation_Set", [(0.4, -0.5)])}
+    aw2 = write_aff_wild2_tree(tmp_path / "aw2", videos)
+    base = ["--dataset", "aff_wild2", "--dataset_root", str(aw2), "--pretrained_path", str(released_checkpoint),
+            "--batch_size", "4", "--epochs", "1", "--num_workers", "0", "--no_progress", "--device", "cpu",
+            "--freeze_backbone"]
+    with pytest.raises(EmoNetError, match="--crop landmarks cannot be used with --dataset aff_wild2"):
+        train_emonet_hsv.main(train_emonet_hsv.get_args_parser().parse_args([*base, "--output_dir", str(tmp_path / "no")]))
+    train_emonet_hsv.main(train_emonet_hsv.get_args_parser().parse_args(
+        [*base, "--crop", "resize", "--official_split", "--inner_val_split", "0.25", "--output_dir", str(tmp_path / "ft")]))
+    best = torch.load(tmp_path / "ft" / "best_model.pth", weights_only=True)
+    assert best["split"]["val"] == ["v0", "v1"] and best["settings"]["dataset"] == "aff_wild2"
+    assert sorted(best["split"]["train"] + best["split"]["inner_val"]) == ["t0", "t1", "t2", "t3"]
+    # Evaluated on its own dataset: the checkpoint's split (the official validation split), on AFEW-VA's scale.
+    results, rows = _evaluate(tmp_path / "eval", "--model_path", str(tmp_path / "ft" / "best_model.pth"), "--model_type", "full")
+    assert not results["cross_corpus"] and sorted(float(r["valence_true"]) for r in rows) == [-3.0, -2.0, 4.0]
+    # The fine-tuning comparison of that dataset takes its official split: one unit a space, --folds refused.
+    argv = ["--approach", "finetune", "--dataset", "aff_wild2", "--dataset_root", str(aw2), "--crop", "resize",
+            "--color_spaces", "rgb", "hsv", "--output_dir", str(tmp_path / "cmp"), "--list_units"]
+    capsys.readouterr()
+    compare_color_spaces.main(compare_color_spaces.get_args_parser().parse_args(argv))
+    assert capsys.readouterr().out.split() == ["rgb:0", "hsv:0"]
+    with pytest.raises(EmoNetError, match="--folds 3: aff_wild2 has an official training / validation split"):
+        compare_color_spaces.main(compare_color_spaces.get_args_parser().parse_args([*argv, "--folds", "3"]))
