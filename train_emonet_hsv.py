@@ -4,7 +4,7 @@ colour-converted on the fly.
     python train_emonet_hsv.py --dataset_root $AFEW_VA_ROOT --pretrained_path pretrained/emonet_8.pth \\
         --freeze_backbone --inner_val_split 0.1 --batch_size 32 --epochs 10 --learning_rate 1e-4
     torchrun --nproc_per_node 4 train_emonet_hsv.py --device cuda ...    # one GPU per process (DDP)
-    python train_emonet_hsv.py --dataset aff_wild2 --dataset_root /data/Aff-Wild2 --crop resize --official_split \
+    python train_emonet_hsv.py --dataset aff_wild2 --dataset_root /data/Aff-Wild2 --crop resize --official_split \\
         --split actor --inner_val_split 0.1 --freeze_backbone
 
 Frames are read from --dataset_root (default $AFEW_VA_ROOT, then --data_root), cropped and converted with

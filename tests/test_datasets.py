@@ -357,7 +357,7 @@ def test_a_head_trains_on_the_official_training_split_and_holds_out_its_validati
         return train_emonet_features.main(train_emonet_features.get_args_parser().parse_args(
             ["--manifest_file", str(manifest), "--epochs", "2", "--device", "cpu", "--no_progress", *map(str, argv)]))
 
-    with pytest.raises(EmoNetError, match="afew_va features, which have no official split"):
+    with pytest.raises(EmoNetError, match="afew_va data, which have no official split"):
         train("--official_split", "--output_dir", tmp_path / "no")
     _official(manifest, validation)
     with pytest.raises(EmoNetError, match="--folds does not apply with --official_split"):
