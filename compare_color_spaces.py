@@ -375,25 +375,24 @@ def adopt_unit_layout(args, found) -> None:
         sources = {}
         for unit, record in sorted(found, key=lambda pair: spaces.index(pair[0].space)):
             sources.setdefault(unit.space, record.get("source"))
-        missing = [s for s, path in sources.items() if not path or not Path(path).is_file()]
-        if missing:
-            raise EmoNetError(f"--report_only: the manifest {missing[0]}'s units were made from "
-                              f"({sources[missing[0]] or 'not recorded'}) is not there any more; pass --manifests "
-                              "LABEL=PATH for every space")
-        args.manifests = [f"{s}={path}" for s, path in sources.items()]
-        logger.info("--report_only: the manifests the finished units were made from: %s", ", ".join(args.manifests))
+        args.manifests = recorded_manifests(sources, "the manifests the finished units were made from", "--manifests")
     if args.approach == "head" and args.test_manifests is None:
         tested = tested_manifests(args.output_dir, found)
         if len(tested) == 1:
             (dataset, sources), = tested.items()
-            missing = [s for s, path in sources.items() if not path or not Path(path).is_file()]
-            if missing:
-                raise EmoNetError(f"--report_only: the {dataset} manifest of {missing[0]} the units' cross-corpus "
-                                  f"predictions were made from ({sources[missing[0]] or 'not recorded'}) is not there any "
-                                  "more; pass --test_manifests LABEL=PATH for every space")
-            args.test_manifests = [f"{s}={path}" for s, path in sources.items()]
-            logger.info("--report_only: the %s manifests the units' cross-corpus predictions were made from: %s", dataset,
-                        ", ".join(args.test_manifests))
+            args.test_manifests = recorded_manifests(
+                sources, f"the {dataset} manifests the units' cross-corpus predictions were made from", "--test_manifests")
+
+
+def recorded_manifests(sources: dict[str, str | None], what: str, flag: str) -> list[str]:
+    """LABEL=PATH of the manifests the units recorded (`what`: which, in words); one no longer there is refused."""
+    missing = [s for s, path in sources.items() if not path or not Path(path).is_file()]
+    if missing:
+        raise EmoNetError(f"--report_only: of {what}, {missing[0]}'s ({sources[missing[0]] or 'not recorded'}) is not "
+                          f"there any more; pass {flag} LABEL=PATH for every space")
+    values = [f"{s}={path}" for s, path in sources.items()]
+    logger.info("--report_only: %s: %s", what, ", ".join(values))
+    return values
 
 
 def tested_manifests(output_dir: Path, found) -> dict[str, dict[str, str | None]]:
