@@ -52,7 +52,7 @@ from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_optimis
 from emonet.colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
 from emonet.comparison import (APPROACHES, TRAINING_FLAGS, UNIT_FILE, HeadComparison, all_units, check_feature_files,
                                check_manifests, check_same_settings, claim_folds, collect_predictions, default_workers,
-                               feature_identity, finetune_plan, finetune_source, finished_units, make_folds,
+                               feature_identity, finetune_plan, finetune_source, finished_units, group_indices, make_folds,
                                parse_manifest_args, parse_only, read_fingerprint, read_manifests, run_finetune_unit,
                                run_head_units, scored_samples, unit_source, without_samples)
 from emonet.comparison_report import DEMO_NOTE, build_report, summary, write_report
@@ -69,7 +69,6 @@ from emonet.heads import DEFAULT_HEAD, HEAD_KINDS
 from emonet.io import sha256_file
 from emonet.manifest import default_feature_paths
 from emonet.runs import check_kind
-from emonet.splits import sample_key
 from emonet.testing import write_demo_dataset
 
 DEFAULTS = {"head": HEAD_DEFAULTS, "finetune": FINETUNE_DEFAULTS}
@@ -461,8 +460,7 @@ def report(args, spaces, units, folds, samples, manifests, common, corpus) -> No
     preds = [p[keep].reset_index(drop=True) for p in preds]
     zero = zero[keep].reset_index(drop=True)
     samples = [s for s, k in zip(samples, keep, strict=True) if k]
-    unit_ids = {u: i for i, u in enumerate(sorted({sample_key(s, args.split) for s in samples}))}
-    groups = np.array([unit_ids[sample_key(s, args.split)] for s in samples], dtype=np.int64)
+    groups = group_indices(samples, args.split)
     protocol = _protocol(args, units, samples, common, folds)
     if args.demo:  # the demo's EmoNet has random weights: its zero-shot rows are left out, saying why
         protocol["demo_zero_shot_median"] = float(np.nanmedian(zero[[c for c in zero if c.startswith(tuple(spaces))]]))

@@ -65,6 +65,10 @@ def get_args_parser():
 class BiGRUHead(nn.Module):
     """A bidirectional GRU over a clip's standardised, projected features (padding packed away)."""
 
+    # Frames on each side an output depends on (`heads.temporal_predictions` passes them around each window): a
+    # recurrent network sees the whole clip, so every window is passed with its whole clip.
+    radius = sys.maxsize
+
     def __init__(self, in_dim: int = 256, channels: int = 64, dropout: float = 0.2):
         super().__init__()
         self.register_buffer("feature_mean", torch.zeros(in_dim))

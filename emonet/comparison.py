@@ -741,7 +741,7 @@ def collect_predictions(output_dir: Path, units: list[Unit], folds: dict, sample
         frame.insert(2, "fold", [fold_of[k] for k in unit_key])
         model.append(frame)
     zero = model[0].copy()
-    for (r, space, head), group in _groups(units).items():
+    for (r, space, head), group in unit_groups(units).items():
         table = pd.concat([pd.read_csv(u.folder(output_dir) / UNIT_PREDICTIONS, dtype={"clip": str, "frame": str})
                            for u in group])
         table = base[["clip", "frame"]].merge(table, on=["clip", "frame"], how="left", validate="one_to_one")
@@ -753,7 +753,14 @@ def collect_predictions(output_dir: Path, units: list[Unit], folds: dict, sample
     return model, zero
 
 
-def _groups(units: list[Unit]) -> dict[tuple[int, str, str], list[Unit]]:
+def group_indices(samples: list[dict], group_by: str) -> np.ndarray:
+    """The bootstrap unit of each sample: the index of its clip (or actor) among the sorted ones."""
+    ids = {k: i for i, k in enumerate(sorted({sample_key(s, group_by) for s in samples}))}
+    return np.array([ids[sample_key(s, group_by)] for s in samples], dtype=np.int64)
+
+
+def unit_groups(units: list[Unit]) -> dict[tuple[int, str, str], list[Unit]]:
+    """The units of each (repetition, space, head), in the order of `units`."""
     groups: dict[tuple[int, str, str], list[Unit]] = {}
     for u in units:
         groups.setdefault((u.repeat, u.space, u.head), []).append(u)

@@ -22,14 +22,13 @@ import numpy as np
 import pandas as pd
 
 from .comparison import (MODEL_TYPES, CommonFrames, HeadComparison, Unit, check_feature_files, check_manifests,
-                         feature_identity, load_space, prediction_column, read_manifests, without_samples,
-                         write_predictions)
+                         feature_identity, group_indices, load_space, prediction_column, read_manifests, unit_groups,
+                         without_samples, write_predictions)
 from .constants import LABEL_SCALE
 from .errors import EmoNetError
 from .head_training import HEAD_THREADS, intra_op_threads
 from .heads import HeadPredictor
 from .manifest import FEATURE_IDENTITY_KEYS, Manifest
-from .splits import sample_key
 from .training import load_training_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -145,10 +144,7 @@ def collect_test_predictions(output_dir: Path, units: list[Unit], corpus: TestCo
                          "arousal_true": [float(s["arousal"]) for s in samples]})
     model = [base.copy() for _ in range(repeats)]
     zero = base.copy()
-    groups: dict[tuple[int, str, str], list[Unit]] = {}
-    for u in units:
-        groups.setdefault((u.repeat, u.space, u.head), []).append(u)
-    for (r, space, head), group in groups.items():
+    for (r, space, head), group in unit_groups(units).items():
         tables = [pd.read_csv(corpus.files(u.folder(output_dir))[0], dtype={"clip": str, "frame": str}) for u in group]
         for table, unit in zip(tables, group, strict=True):
             if not (table["clip"].equals(base["clip"]) and table["frame"].equals(base["frame"])):
@@ -166,5 +162,4 @@ def test_groups(samples: list[dict], group_by: str) -> tuple[np.ndarray, str]:
     AFEW-VA and Aff-Wild2), else the clip (AffectNet has no actors)."""
     if group_by == "actor" and not all(s.get("actor") for s in samples):
         group_by = "clip"
-    ids = {k: i for i, k in enumerate(sorted({sample_key(s, group_by) for s in samples}))}
-    return np.array([ids[sample_key(s, group_by)] for s in samples], dtype=np.int64), group_by
+    return group_indices(samples, group_by), group_by

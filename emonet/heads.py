@@ -288,7 +288,7 @@ def temporal_predictions(head: TemporalHead, features: np.ndarray, sequences: Cl
     starts (tests: equal to the whole clip at once)."""
     head = head.to(device).eval()
     out = np.zeros((len(features), 2), dtype=np.float32)
-    radius = getattr(head, "radius", 0)
+    radius = head.radius
     pieces = []  # (clip, start, stop) passed to the network, and the positions [keep_start, keep_stop) kept
     for k, keep_start, keep_stop in sequences.windows(TEMPORAL_WINDOW):
         pieces.append(((k, max(0, keep_start - radius), min(sequences.length(k), keep_stop + radius)), keep_start, keep_stop))
