@@ -33,8 +33,13 @@ from emonet.constants import DEFAULT_PRETRAINED_PATH
 from emonet.device import DEVICE_CHOICES, resolve_device
 from emonet.errors import CheckpointError, EmoNetError
 from emonet.media import discover
-from emonet.prediction import CROPS, FACE_MODES, PredictOptions, Predictor, check_run_folder, load_model
-from emonet.prediction_outputs import finish_input, finished, input_files, write_rows, write_summary
+from emonet.following import FACE_MODES
+from emonet.prediction import (CHECKPOINT_FRAMES, CHECKPOINT_SECONDS, CROPS, PredictOptions, Predictor, check_run_folder,
+                               load_model)
+from emonet.prediction_outputs import (earlier_inputs, finish_input, finished, input_files, remove_input, write_rows,
+                                       write_summary)
+from emonet.prediction_state import checkpoint_frame
+from emonet.text import plural
 
 logger = logging.getLogger("emonet")
 
@@ -105,47 +110,71 @@ def main(args) -> int:
     record = {"faces": args.faces, "sample_fps": args.sample_fps}
     output_dir = Path(args.output_dir)
     check_run_folder(output_dir, {**model.identity, "options": record}, args.overwrite)
+    others = earlier_inputs(output_dir, sources)
+    if others:
+        names = ", ".join(Path(e["input"]).name for e in others)
+        if args.overwrite:
+            for entry in others:
+                remove_input(output_dir, entry)
+            print(f"--overwrite: removed the results of {plural(len(others), 'input')} finished earlier in {output_dir}/ "
+                  f"that this command does not name ({names})")
+            others = []
+        else:
+            print(f"{output_dir}/ also holds {plural(len(others), 'input')} finished earlier that this command does not "
+                  f"name ({names}): the combined outputs keep them (--overwrite removes them)")
     if model.head is not None and model.head.kind == "temporal" and args.sample_fps:
         logger.warning("--sample_fps with a temporal head: it was trained on consecutive frames, and sees a sampled "
                        "sequence with most of its positions empty (see the guide)")
     predictor = Predictor(model, device, options)
     entries = []
-    try:
-        for source in sources:
-            entry = finished(output_dir, source, args.render)
-            if entry is not None:
-                warned = "; " + "; ".join(entry["warnings"]) if entry["warnings"] else ""
-                print(f"{source.path}: skipped (finished: {len(entry['people'])} people in {entry['analysed_frames']} "
-                      f"analysed frames{warned})")
-                entries.append(entry)
-                continue
-            try:
-                files = input_files(output_dir, source)
-                result = predictor.run(source, files["parts"],
-                                       lambda path, rows, source=source: write_rows(path, rows, model, source))
-                entry = finish_input(output_dir, source, result, model, args.render)
-            except (EmoNetError, OSError, ValueError) as exc:  # named, listed, and the other inputs go on
-                logger.error("%s", exc)
-                entries.append({"input": str(source.path), "name": source.name, "kind": source.kind, "error": str(exc)})
-                continue
-            warned = f" ({'; '.join(entry['warnings'])})" if entry["warnings"] else ""
-            print(f"{source.path}: {len(entry['people'])} people in {entry['analysed_frames']} analysed frames{warned} "
-                  f"-> {output_dir}/")
+    for source in sources:
+        entry = finished(output_dir, source, args.render)
+        if entry is not None:
+            print(f"{source.path}: skipped (finished earlier: {described(entry)})")
             entries.append(entry)
-    except KeyboardInterrupt:
-        write_summary(output_dir, model.identity, record, entries)  # what is finished stays usable
-        raise
-    write_summary(output_dir, model.identity, record, entries)
+            continue
+        try:
+            files = input_files(output_dir, source)
+            result = predictor.run(source, files["parts"],
+                                   lambda path, rows, source=source: write_rows(path, rows, model, source))
+            entry = finish_input(output_dir, source, result, model, args.render)
+        except (EmoNetError, OSError) as exc:  # a bad input: named, listed, and the other inputs go on
+            logger.error("%s", exc)
+            entries.append({"input": str(source.path), "name": source.name, "kind": source.kind, "error": str(exc)})
+            continue
+        except KeyboardInterrupt:
+            write_summary(output_dir, model.identity, record, entries + others)
+            raise KeyboardInterrupt(interrupted_at(output_dir, source, len([e for e in entries + others
+                                                                             if not e["error"]]))) from None
+        print(f"{source.path}: {described(entry)} -> {output_dir}/")
+        entries.append(entry)
+    write_summary(output_dir, model.identity, record, entries + others)
     failed = [e for e in entries if e["error"]]
-    print(f"{len(entries) - len(failed)} of {len(entries)} inputs predicted; predictions.csv, people.csv, predictions.json "
-          f"and report.html in {output_dir}/" + (f"; {len(failed)} could not be read (listed in predictions.json)" if failed else ""))
+    done = len(entries) - len(failed)
+    print(f"{done} of {plural(len(entries), 'input')} predicted or finished earlier"
+          + (f", and {plural(len(others), 'earlier input')} kept" if others else "")
+          + f"; predictions.csv, people.csv, predictions.json and report.html in {output_dir}/"
+          + (f"; {len(failed)} could not be read (listed in predictions.json)" if failed else ""))
     return 1 if failed else 0
 
 
-def interrupted(args) -> str:
-    return (f"predictions.csv and predictions.json in {args.output_dir}/ hold the inputs already finished; the same "
-            "command continues the interrupted input from its last checkpoint and skips the finished ones")
+def described(entry: dict) -> str:
+    warned = f" ({'; '.join(entry['warnings'])})" if entry["warnings"] else ""
+    return (f"{plural(len(entry['people']), 'person', 'people')} in {plural(entry['analysed_frames'], 'analysed frame')}"
+            f"{warned}")
+
+
+def interrupted_at(output_dir: Path, source, finished_inputs: int) -> str:
+    """What is true when Ctrl-C lands during `source`: which inputs are in the combined outputs, and where the same
+    command takes up `source` again."""
+    held = (f"predictions.csv and predictions.json in {output_dir}/ hold the {plural(finished_inputs, 'input')} finished"
+            if finished_inputs else "no input had finished, so there is no predictions.csv yet")
+    state = checkpoint_frame(input_files(output_dir, source)["parts"])
+    where = (f"continues {source.path.name} from frame {state} (its last checkpoint)" if state is not None else
+             f"starts {source.path.name} again (its first checkpoint comes after {CHECKPOINT_FRAMES} analysed frames or "
+             f"{CHECKPOINT_SECONDS:.0f} s)")
+    return f"{held}; the same command {where} and skips the inputs already finished"
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, get_args_parser().parse_args(), interrupted=interrupted))
+    sys.exit(run(main, get_args_parser().parse_args()))

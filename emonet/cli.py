@@ -33,12 +33,12 @@ def run(main, args, interrupted: Callable[[object], str] | None = None) -> int:
                         stream=sys.stderr)
     try:
         return main(args) or 0
-    except (EmoNetError, OSError, ValueError) as exc:
+    except (EmoNetError, OSError) as exc:
         logger.error("%s", exc)
         return 1
-    except KeyboardInterrupt:
-        logger.error("interrupted; %s", interrupted(args) if interrupted else
-                     "files already written are complete and a rerun of the same command continues")
+    except KeyboardInterrupt as exc:
+        logger.error("interrupted; %s", str(exc) or (interrupted(args) if interrupted else
+                     "files already written are complete and a rerun of the same command continues"))
         return 130
 
 

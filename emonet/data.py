@@ -18,6 +18,7 @@ from .afew_va import Frame
 from .colour import convert_colour
 from .constants import IMAGE_SIZE, LABEL_SCALE
 from .crop import crop_face, flip_landmarks
+from .errors import MediaError
 
 logger = logging.getLogger(__name__)
 
@@ -26,10 +27,10 @@ GPU_LOADER_WORKERS = 4
 
 
 def read_rgb(path) -> np.ndarray:
-    """Decode an image file to RGB uint8; ValueError naming the file when it cannot be decoded."""
+    """Decode an image file to RGB uint8; MediaError naming the file when it cannot be decoded."""
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f"{path}: cannot decode image (missing, corrupt or not an image)")
+        raise MediaError(f"{path}: cannot decode image (missing, corrupt or not an image)")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 

@@ -5,7 +5,7 @@
   landmarks, so EmoNet's crop is taken from them exactly as extraction takes it from the dataset's points.
 - `FaceDescriptor`: dlib's ResNet face-recognition network (29 layers, 128-d descriptor, 99.38 % on LFW by its
   author's figure), on a face chip aligned with those 68 points; faces of one person lie within a Euclidean
-  distance of about 0.6 (dlib's own threshold; `people.SAME_PERSON_DISTANCE` gives the figures measured here).
+  distance of about 0.6 on clear faces (dlib's own threshold; `people.TrackerConfig` gives the figures measured here).
   About 70 ms a face on one core: computed only when a person's identity is in question (see `people.py`).
 
 Where they come from: the weights are files of the `face_recognition_models` package (0.3.0, MIT licence, by

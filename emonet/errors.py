@@ -11,3 +11,8 @@ class CheckpointError(EmoNetError):
 
 class DatasetError(EmoNetError):
     """The dataset, a manifest or a feature folder cannot be used."""
+
+
+class MediaError(EmoNetError, ValueError):
+    """An input image or video cannot be read: the message names it and says why. (A ValueError too, as a bad value
+    of its file: code that reads frames of a dataset treats it as one more bad frame.)"""

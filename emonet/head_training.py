@@ -31,6 +31,7 @@ from torch.optim.sgd import sgd
 from tqdm import tqdm
 
 from .constants import LABEL_SCALE
+from .errors import CheckpointError
 from .features import FeatureSet
 from .heads import HEAD_HIDDEN, SIGMA_GRID, TEMPORAL_DEFAULTS, TEMPORAL_WINDOW, ClipSequences, FeatureHead, TemporalHead, clip_batch, \
     smooth_clips, temporal_predictions
@@ -224,7 +225,7 @@ class StackedOptimizer:
 
     def load_unit(self, u: int, state: dict, path: Path) -> None:
         if not isinstance(state, dict) or state.get("algorithm") != self.name:
-            raise ValueError(f"{path}: its optimizer state is not that of this project's {self.name} for heads (a "
+            raise CheckpointError(f"{path}: its optimizer state is not that of this project's {self.name} for heads (a "
                              "checkpoint of an earlier version, or another --optimizer); start a new run")
         with torch.no_grad():
             self.steps[u] = state["steps"]

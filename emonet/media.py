@@ -7,7 +7,7 @@ import logging
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from .data import read_rgb
-from .errors import EmoNetError
+from .errors import MediaError
 from .io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -36,10 +36,6 @@ FFMPEG_QUIET = "-8"
 def quiet_ffmpeg() -> None:
     """Silence FFmpeg's raw messages for this process, unless the user set its level (see FFMPEG_LOG_ENV)."""
     os.environ.setdefault(FFMPEG_LOG_ENV, FFMPEG_QUIET)
-
-
-class MediaError(EmoNetError):
-    """An input cannot be read: the message names it and says why."""
 
 
 @dataclass(frozen=True)
@@ -76,9 +72,9 @@ class Sequence:
     decoded: int = 0  # frames read so far, the skipped ones of a resumed run included
     truncated: str | None = None  # why decoding stopped before the frames announced, once it has
 
-    def frames(self, start: int = 0, keep: Callable[[int], bool] | None = None) -> Iterator[Frame]:
-        """Frames `start`, `start` + 1, ... in order; a frame `keep` refuses (a frame --sample_fps leaves out) comes
-        without its pixels (rgb None, error "")."""
+    def frames(self, start: int = 0) -> Iterator[Frame]:
+        """Frames `start`, `start` + 1, ... in order, each with its pixels (a frame that cannot be decoded: rgb None and
+        `error` saying why). Every frame is decoded, also those --sample_fps leaves out: shot cuts are measured on all."""
         raise NotImplementedError
 
 
@@ -95,21 +91,19 @@ class VideoSequence(Sequence):
         self.expected = count if count > 0 else None
         capture.release()
 
-    def frames(self, start: int = 0, keep: Callable[[int], bool] | None = None) -> Iterator[Frame]:
+    def frames(self, start: int = 0) -> Iterator[Frame]:
         capture = cv2.VideoCapture(str(self.path))
         index = 0
         try:
             while True:
-                wanted = index >= start and (keep is None or keep(index))
-                ok = capture.grab()  # demux and decode; the pixels are converted only for frames wanted
-                if ok and wanted:
+                ok = capture.grab()  # demux and decode; the pixels are converted only from `start` on
+                if ok and index >= start:
                     ok, bgr = capture.retrieve()
                 if not ok:
                     break
                 self.decoded = index + 1
                 if index >= start:
-                    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB) if wanted else None
-                    yield Frame(index, index / self.fps if self.fps else None, rgb)
+                    yield Frame(index, index / self.fps if self.fps else None, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
                 index += 1
         finally:
             capture.release()
@@ -131,16 +125,18 @@ class ImageSequence(Sequence):
         self.expected = len(self.paths)
         self.kind = kind
 
-    def frames(self, start: int = 0, keep: Callable[[int], bool] | None = None) -> Iterator[Frame]:
+    def frames(self, start: int = 0) -> Iterator[Frame]:
         for index in range(start, len(self.paths)):
             path = self.paths[index]
             self.decoded = index + 1
             try:
-                yield Frame(index, None, read_rgb(path), file=path.name)
-            except ValueError as exc:
+                rgb = read_rgb(path)
+            except MediaError as exc:
                 if self.kind == "image":
-                    raise MediaError(str(exc)) from None
+                    raise
                 yield Frame(index, None, None, str(exc), file=path.name)
+                continue
+            yield Frame(index, None, rgb, file=path.name)
 
 
 def discover(paths: list[str]) -> list[Source]:

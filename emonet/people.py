@@ -1,116 +1,157 @@
-"""Following people through a video: a person id for every detected face, the same id for the same person from
-start to end.
+"""Following people through a video: a person id for every detected face, never one id for two people.
 
-`PeopleTracker` (predict.py --faces all):
-- Frame to frame, by motion: each followed face's box is predicted forward with its velocity, and the frame's
-  detections are assigned to the predictions by a global assignment (the Hungarian algorithm on 1 - IoU,
-  scipy's linear_sum_assignment; pairs below MIN_IOU are not linked). A face the detector misses stays followed
-  by motion for FOLLOW_SECONDS, so that short misses keep the id.
-- By identity (`dlib_models.FaceDescriptor`, 128-d): a face that motion does not link (a new face, a person back
-  after leaving the frame, every face after a shot cut) is compared with the people known so far and not already
-  in this frame; it takes the id of the nearest within SAME_PERSON_DISTANCE (a global assignment again), else a new
-  id. Motion never links a face across a cut (`shots.py`); only identity does.
-- Checks: a face linked by motion is described again when its identity is in question: it was missed for a while,
-  it overlaps another person's predicted box (two faces crossing), or VERIFY_SECONDS have passed since its last
-  description. If it is then nearer to another person (not in this frame) than to its own, and its own is beyond
-  SAME_PERSON_DISTANCE, it takes that person's id: a swap at a crossing is undone.
-- Never one id on two faces of one frame: every assignment gives each person at most one face.
-Ids are 1, 2, 3, ... in order of first appearance. A person first seen less than `hold` frames ago who turns out to be a
-known one (a face that came in cut off by the frame's edge, described from half of it) is merged into that person:
-`merged` says so, and predict.py, which holds its rows that long, relabels them. Descriptors are computed only in the cases above (about 70 ms
-a face on one core), never for every face of every frame. Each person keeps their last GALLERY_SIZE descriptors;
-the distance to a person is that to the nearest of them.
+`PeopleTracker` (predict.py --faces all) works in two layers, as trackers of edited footage do:
+- Tracklets, within a shot, by motion (`motion.BoxMotion`, `matching`): each followed face's box is carried forward
+  and the frame's detections are assigned to the predictions at once (Hungarian algorithm on 1 - IoU). A tracklet
+  never crosses a shot cut and ends after `follow_seconds` unseen. Where two followed faces cross, their descriptors
+  may swap the two tracklets (only among the faces and tracklets of the crossing).
+- People, by identity evidence: a new tracklet is open for `decide_seconds`. While open, its clear faces
+  (`face_quality`: large, sharp, lit, frontal, whole) are described (dlib's 128-d descriptor) and it joins a known
+  person only if (a) that person's gallery of clear faces lies within `link_distance` of its own, (b) every other
+  candidate known to be someone else lies at least `link_margin` further, and (c) the two were never on screen
+  together (tracklets that share a time are different people). Otherwise, once the window has passed, it becomes a
+  new person. When in doubt, a new id: a person split in two is visible and fixable by hand (people.csv names each
+  person's nearest other person); two people merged in one id corrupt every statistic silently.
 
-What the ids can and cannot do: README_HSV_PIPELINE.md, "Several people".
+The caller holds rows `decide_seconds` (predict.py does) and asks `person_of(tracklet)` when it writes them. Ids are
+1, 2, 3, ... in the order people are decided (first appearance; left to right among those who appear together).
+Every threshold is in `TrackerConfig`, with how it was measured. What the ids can and cannot do: the guide, "Several
+people".
 
-`LargestFaceFollower` (--faces largest): one face a sequence, for one-person footage, as predict.py always did.
+`LargestFaceFollower` (--faces largest): one face a sequence, for one-person footage.
 """
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
+from .dlib_models import DESCRIPTOR_DIM
+from .face_quality import FaceQuality, QualityGates
 from .faces import Face
+from .gallery import Gallery
+from .matching import assign, iou_matrix
+from .motion import BoxMotion
 
 logger = logging.getLogger(__name__)
 
-# dlib's own threshold for its descriptor. Measured here (benchmarks/bench_people.py) on the faces of
-# ../shared/faces/ and scikit-image's astronaut, each as it is, mirrored, at a quarter size, as JPEG of quality 20,
-# at half brightness and turned 12 degrees (24 faces): one person's pairs lie at 0.23 (median) to 0.45 (largest),
-# two people's at 0.74 (smallest) to 0.84 (median); 0.6 sits in that gap.
-SAME_PERSON_DISTANCE = 0.6
-GALLERY_SIZE = 8
-# Motion links a detection to a followed face when their boxes overlap at least this much.
-MIN_IOU = 0.3
-# A face overlapping another person's predicted box this much has its identity checked.
-CROSSING_IOU = 0.05
-FOLLOW_SECONDS = 0.5
-VERIFY_SECONDS = 1.0
-# A face keeps the id motion gave it unless its descriptor is nearer to another person by this much.
-KEEP_MARGIN = 0.1
 # Frame rate assumed for a sequence without one (a folder of images: the frames of a video, say).
 DEFAULT_FPS = 25.0
-# --faces largest: the followed face must reappear within this many of its box sizes of where it was last seen; after
-# REACQUIRE_SECONDS without it, the largest face present is taken again.
-FOLLOW_DISTANCE = 1.0
-REACQUIRE_SECONDS = 1.0
 # What a row of a frame without a followed face says.
 NO_FACE, NOT_FOLLOWED = "no face", "face not followed"
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    """Intersection over union of two boxes (x1, y1, x2, y2)."""
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Every threshold of `PeopleTracker`. The distances are dlib descriptor distances, measured with
+    benchmarks/bench_people.py on the real faces of ../shared/faces/ (six people, four with two photos, one with three),
+    each at 100, 60, 45 and 30 pixels, blurred, darkened, turned and cut in half (README_HSV_PIPELINE.md, "Several
+    people", has the figures): between clear faces (`quality`), one person's two photos lie at most 0.51 apart and two
+    people at least 0.62; between degraded faces the two overlap (0.58 to 0.78 either way), so only clear faces link."""
+
+    # Motion (within a shot): a detection continues a tracklet whose predicted box it overlaps this much; then, among
+    # the detections and tracklets left over, one whose predicted centre lies within `max_jump` box sizes (and whose
+    # size is within `max_size_ratio`): a face that moved far between two sampled frames before its velocity was known.
+    min_iou: float = 0.3
+    max_jump: float = 0.75
+    max_size_ratio: float = 1.5
+    follow_seconds: float = 0.5  # a tracklet survives a detector's misses this long
+    velocity_smoothing: float = 0.5
+    # Crossings: faces that overlap another tracklet's predicted box this much are described, and the tracklets swap
+    # when that lowers their summed distance by `swap_margin`, each new pair within `swap_distance` (dlib's own 0.6:
+    # the same shot's light and camera).
+    crossing_iou: float = 0.05
+    swap_distance: float = 0.6
+    swap_margin: float = 0.1
+    # Links between tracklets (across cuts and gaps): the nearest clear faces within `link_distance`, the next
+    # candidate known to be someone else `link_margin` further. 0.5: below every distance between two people's clear
+    # faces measured (0.62) with a margin of 0.12, above 95 % of one person's two photos.
+    link_distance: float = 0.5
+    link_margin: float = 0.08
+    # How long a new tracklet waits for a clear face before it becomes a new person, and in how many analysed frames at
+    # least (with --sample_fps 2, a second holds two): predict.py holds its rows until then.
+    decide_seconds: float = 1.0
+    decide_looks: int = 4
+    # Descriptions (about 70 ms a face on one core): an open tracklet's clear face at most this often, then, once
+    # decided, one clear face a person this often for their gallery.
+    describe_seconds: float = 0.2
+    verify_seconds: float = 1.0
+    # Clear descriptors kept per tracklet while open, and per person.
+    tracklet_gallery: int = 6
+    person_gallery: int = 24
+    quality: QualityGates = field(default_factory=QualityGates)
 
 
 @dataclass
-class Track:
-    """A person's motion: where their face was last seen (`box`, at analysed-frame `seen`), its velocity per
-    frame, and whether it is still followed by motion."""
+class Tracklet:
+    """One face followed by motion within one shot."""
 
-    box: np.ndarray
-    velocity: np.ndarray
-    seen: int
-    verified: int  # the frame of the last description
-    first: int  # the frame the person was first seen in
-    partial: bool = False  # the last description was of a face cut off by the frame's edge
+    id: int
+    shot: int
+    first: int
+    left: float  # x of its first box: people who appear together are numbered left to right
+    motion: BoxMotion
+    own: Gallery  # descriptors of any quality (crossings)
+    clear: Gallery  # descriptors of clear faces (links)
+    checked: int  # frame its quality was last looked at
     active: bool = True
+    person: int | None = None  # None while open
+    link: float | None = None  # the distance that joined it to a known person
+    pending: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (frame, descriptor) described while open
 
-    def predicted(self, frame: int) -> np.ndarray:
-        return self.box + self.velocity * (frame - self.seen)
+    @property
+    def last(self) -> int:
+        return self.motion.seen
+
+
+@dataclass
+class Person:
+    id: int
+    gallery: Gallery  # clear faces
+    spans: dict[int, tuple[int, int]]  # tracklet -> (first, last) frame
+    shots: set[int]
+    links: list[float] = field(default_factory=list)  # distances of the links that joined later tracklets
+
+    @property
+    def last(self) -> int:
+        return max(end for _, end in self.spans.values())
+
+    def met(self, other: "Person") -> bool:
+        """Whether the two were ever on screen together (then they are two people)."""
+        return any(a0 <= b1 and b0 <= a1 for a0, a1 in self.spans.values() for b0, b1 in other.spans.values())
+
+
+# Lazily computed evidence about face i of a frame: its descriptor and its quality (each costs time).
+Describe = Callable[[int], np.ndarray]
+Quality = Callable[[int], FaceQuality]
 
 
 @dataclass
 class PeopleTracker:
-    """See the module docstring. Frame numbers given to `update` are those of the video, whose frame rate `fps`
-    (None: DEFAULT_FPS) turns the seconds above into frames; `frame_step`: video frames between analysed frames."""
+    """See the module docstring. Frame numbers are the video's, whose rate `fps` (None: DEFAULT_FPS) turns the
+    config's seconds into frames."""
 
     fps: float | None
     frame_step: float = 1.0  # video frames between two analysed frames
-    tracks: dict[int, Track] = field(default_factory=dict)
-    galleries: dict[int, list[np.ndarray]] = field(default_factory=dict)
-    next_id: int = 1
-    descriptions: int = 0  # descriptors computed (for the run's record)
-    hold: float = 0.0  # frames within which a new person can still turn out to be a known one (`merged`)
-    merged: dict[int, int] = field(default_factory=dict)  # the last update's: {a new person's id: the known person's}
+    config: TrackerConfig = field(default_factory=TrackerConfig)
+    tracklets: dict[int, Tracklet] = field(default_factory=dict)  # open or active ones
+    decided: dict[int, int] = field(default_factory=dict)  # tracklet -> person, kept for rows not yet written
+    people: dict[int, Person] = field(default_factory=dict)
+    shot: int = 0
+    next_tracklet: int = 1
+    descriptions: int = 0
+    distances: dict[tuple[int, int], float] = field(default_factory=dict)  # (tracklet, frame) -> identity distance
 
-    def _frames(self, seconds: float) -> float:
+    def frames(self, seconds: float) -> float:
         return seconds * (self.fps or DEFAULT_FPS)
 
-    def update(self, frame: int, faces: list[Face], describe: Callable[[int], np.ndarray], cut: bool) -> list[int]:
-        """The person id of each of `faces` (detections of video frame `frame`). `describe(i)` gives face i's descriptor
-        (computed only when needed); `cut`: a shot starts here."""
-        self.merged = {}
-        if cut:
-            for track in self.tracks.values():
-                track.active = False
+    def decide_frames(self) -> float:
+        """Video frames a new tracklet stays open (see TrackerConfig.decide_seconds)."""
+        return max(self.frames(self.config.decide_seconds), self.config.decide_looks * self.frame_step)
+
+    # -- per frame ------------------------------------------------------------------------------------------------------
+    def update(self, frame: int, faces: list[Face], describe: Describe, quality: Quality, shot: int) -> list[int]:
+        """The tracklet of each of `faces` (detections of video frame `frame`, in shot `shot`)."""
         cache: dict[int, np.ndarray] = {}
 
         def descriptor(i: int) -> np.ndarray:
@@ -119,158 +160,303 @@ class PeopleTracker:
                 self.descriptions += 1
             return cache[i]
 
-        ids: list[int | None] = [None] * len(faces)
-        active = [p for p, t in self.tracks.items() if t.active]
-        predicted = {p: self.tracks[p].predicted(frame) for p in active}
+        if shot != self.shot:  # a cut: motion never links across it
+            for tracklet in self.tracklets.values():
+                tracklet.active = False
+            self.shot = shot
+        active = [t for t in self.tracklets.values() if t.active]
+        matched: dict[int, Tracklet] = {}
         if active and faces:
-            overlap = np.array([[iou(predicted[p], f.box) for f in faces] for p in active])
-            rows, cols = linear_sum_assignment(1.0 - overlap)
-            for r, c in zip(rows, cols, strict=True):
-                if overlap[r, c] >= MIN_IOU:
-                    ids[c] = active[r]
-            # Identity checks of the motion links that may be wrong, all together: two faces that crossed may have
-            # swapped their ids, which only a joint assignment undoes.
-            checked = [c for c, person in enumerate(ids) if person is not None and self._in_question(
-                person, faces[c], frame, [predicted[q] for q in active if q != person])]
-            if checked:
-                self._reassign(ids, checked, [descriptor(c) for c in checked], frame)
-        # Faces motion does not link: the nearest known person not in this frame, else a new one.
-        loose = [c for c, p in enumerate(ids) if p is None]
-        if loose:
-            described = {c: descriptor(c) for c in loose}  # a new person starts their gallery with it
-            free = [p for p in self.galleries if p not in ids]
-            if free:
-                distance = np.array([[self._distance(p, described[c]) for p in free] for c in loose])
-                rows, cols = linear_sum_assignment(np.minimum(distance, 1e6))
-                for r, c in zip(rows, cols, strict=True):
-                    if distance[r, c] <= SAME_PERSON_DISTANCE:
-                        ids[loose[r]] = free[c]
-            for c in loose:
-                if ids[c] is None:
-                    ids[c] = self.next_id
-                    self.galleries[self.next_id] = []
-                    self.next_id += 1
-        assert len(set(ids)) == len(ids), "one id on two faces"
-        for c, person in enumerate(ids):
-            self._see(person, faces[c], frame, cache.get(c))
-        for person in active:
-            if person in self.tracks and person not in ids and frame - self.tracks[person].seen > self._frames(FOLLOW_SECONDS):
-                self.tracks[person].active = False
-        return ids
+            predicted = np.array([t.motion.predicted(frame) for t in active])
+            overlap = iou_matrix(predicted, np.array([f.box for f in faces]))
+            for r, c in assign(1.0 - overlap, 1.0 - self.config.min_iou):
+                matched[c] = active[r]
+            self._jumps(faces, predicted, active, matched)
+            self._undo_swaps(frame, matched, active, overlap, descriptor)
+        for c, face in enumerate(faces):
+            if c not in matched:
+                matched[c] = self._start(face, frame, descriptor(c))
+        for c, tracklet in matched.items():
+            tracklet.motion.update(faces[c].box, frame)
+            if tracklet.person is not None:
+                self.people[tracklet.person].spans[tracklet.id] = (tracklet.first, frame)
+            self._describe_if_due(tracklet, c, frame, descriptor, quality, cache)
+        self._decide(frame)
+        for tracklet in list(self.tracklets.values()):
+            if tracklet.active and frame - tracklet.last > self.frames(self.config.follow_seconds):
+                tracklet.active = False
+            if not tracklet.active and tracklet.person is not None:
+                del self.tracklets[tracklet.id]  # ended and decided: nothing more can happen to it
+        return [matched[c].id for c in range(len(faces))]
 
-    def _distance(self, person: int, descriptor: np.ndarray) -> float:
-        gallery = self.galleries.get(person)
-        if not gallery:
-            return float("inf")
-        return float(np.min(np.linalg.norm(np.asarray(gallery) - descriptor, axis=1)))
+    def person_of(self, tracklet: int) -> int | None:
+        """The person of a tracklet, None while it is open."""
+        return self.decided.get(tracklet)
 
-    def _in_question(self, person: int, face: Face, frame: int, others: list[np.ndarray]) -> bool:
-        """Whether a motion link's identity is checked: after a miss, when crossing another person, or when due."""
-        track = self.tracks[person]
-        return (frame - track.seen > self.frame_step or frame - track.verified >= self._frames(VERIFY_SECONDS)
-                or (track.partial and not face.cut_off) or any(iou(box, face.box) >= CROSSING_IOU for box in others))
+    def finish(self) -> None:
+        """The input has ended: every open tracklet is decided now."""
+        self._decide(None)
 
-    def _reassign(self, ids: list[int | None], checked: list[int], descriptors: list[np.ndarray], frame: int) -> None:
-        """Give the `checked` faces (linked by motion to ids[c]) the people they are nearest to, among their own and
-        those not in this frame, one each; a face keeps its own id unless another is nearer by KEEP_MARGIN and within
-        SAME_PERSON_DISTANCE."""
-        own = [ids[c] for c in checked]
-        candidates = own + [p for p in self.galleries if p not in ids]
-        cost = np.array([[self._distance(p, d) - (KEEP_MARGIN if p == mine else 0.0) for p in candidates]
-                         for d, mine in zip(descriptors, own, strict=True)])
-        rows, cols = linear_sum_assignment(np.minimum(cost, 1e6))
-        chosen = dict(zip(rows, cols, strict=True))
-        for r, c in enumerate(checked):
-            person = candidates[chosen[r]]
-            if person != own[r] and cost[r, chosen[r]] > SAME_PERSON_DISTANCE:
-                person = own[r]  # not clearly another known person: the motion link stands
-            if person != own[r]:
-                logger.debug("a face followed as person %d is person %d: corrected", own[r], person)
-            ids[c] = person
-        if len(set(ids[c] for c in checked)) < len(checked):  # a fallback met another face's new id: keep motion's
-            for r, c in enumerate(checked):
-                ids[c] = own[r]
-        for r, c in enumerate(checked):
-            if ids[c] != own[r] and self.tracks[own[r]].first >= frame - self.hold:
-                self._merge(own[r], ids[c])
+    def take_distance(self, tracklet: int, frame: int) -> float | None:
+        """A described face's distance to its person's gallery as it stood before the face (None where the face was not
+        described or the person had no clear face yet), once its tracklet is decided; forgotten once taken."""
+        return self.distances.pop((tracklet, frame), None)
 
-    def _merge(self, new: int, known: int) -> None:
-        """A person first seen within the hold is a known one (a face that came in cut off by the frame's edge, say):
-        the new id goes, and is given again if no one came after it."""
-        del self.tracks[new], self.galleries[new]
-        self.merged[new] = known
-        if new == self.next_id - 1:
-            self.next_id = new
-        logger.debug("person %d, new within the hold, is person %d", new, known)
+    def _note(self, tracklet: int, frame: int, distance: float) -> None:
+        if np.isfinite(distance):
+            self.distances[tracklet, frame] = distance
 
-    def _see(self, person: int, face: Face, frame: int, descriptor: np.ndarray | None) -> None:
-        box, track = face.box, self.tracks.get(person)
-        if track is not None and track.active and frame > track.seen:
-            velocity = (box - track.box) / (frame - track.seen)
-            track.velocity = 0.5 * track.velocity + 0.5 * velocity
-        elif track is not None:  # back after a cut or an absence: motion starts again
-            track.velocity = np.zeros(4)
+    # -- tracklets ------------------------------------------------------------------------------------------------------
+    def _start(self, face: Face, frame: int, descriptor: np.ndarray) -> Tracklet:
+        cfg = self.config
+        tracklet = Tracklet(self.next_tracklet, self.shot, frame, float(face.box[0]),
+                            BoxMotion.start(face.box, frame, cfg.velocity_smoothing),
+                            Gallery(cfg.tracklet_gallery), Gallery(cfg.tracklet_gallery), frame - 1)
+        tracklet.own.add(descriptor)
+        tracklet.pending.append((frame, descriptor))
+        self.tracklets[tracklet.id] = tracklet
+        self.next_tracklet += 1
+        return tracklet
+
+    def _jumps(self, faces: list[Face], predicted: np.ndarray, active: list[Tracklet], matched: dict[int, Tracklet]) -> None:
+        """The second matching pass: leftover detections and tracklets by the distance of their centres, in box sizes."""
+        cfg = self.config
+        rows = [r for r, t in enumerate(active) if t not in matched.values()]
+        cols = [c for c in range(len(faces)) if c not in matched]
+        if not rows or not cols:
+            return
+        cost = np.full((len(rows), len(cols)), np.inf)
+        for i, r in enumerate(rows):
+            box = predicted[r]
+            size = float(max(box[2] - box[0], box[3] - box[1]))
+            for j, c in enumerate(cols):
+                ratio = faces[c].size / size if size > 0 else np.inf
+                if 1 / cfg.max_size_ratio <= ratio <= cfg.max_size_ratio:
+                    cost[i, j] = float(np.linalg.norm(faces[c].centre - (box[:2] + box[2:]) / 2)) / size
+        for i, j in assign(cost, cfg.max_jump):
+            matched[cols[j]] = active[rows[i]]
+
+    def _undo_swaps(self, frame: int, matched: dict[int, Tracklet], active: list[Tracklet], overlap: np.ndarray,
+                    descriptor: Callable[[int], np.ndarray]) -> None:
+        """Where followed faces cross, give the crossing faces the crossing tracklets their descriptors fit best, when
+        that beats motion's choice clearly (see TrackerConfig)."""
+        cfg = self.config
+        rows = {t.id: r for r, t in enumerate(active)}
+        crossing = [c for c, t in matched.items()
+                    if any(overlap[r, c] >= cfg.crossing_iou for r in range(len(active)) if r != rows[t.id])]
+        if not crossing:
+            return
+        candidates = [t for r, t in enumerate(active) if any(overlap[r, c] >= cfg.crossing_iou for c in crossing)]
+        cost = np.array([[t.own.distance(descriptor(c)) for t in candidates] for c in crossing])
+        now = {c: candidates.index(matched[c]) for c in crossing}
+        best = dict(assign(cost, cfg.swap_distance))
+        if any(c not in best for c in range(len(crossing))):
+            return  # a face fits no crossing tracklet clearly: motion's choice stands
+        before = sum(cost[k, now[c]] for k, c in enumerate(crossing))
+        after = sum(cost[k, best[k]] for k in range(len(crossing)))
+        if after + cfg.swap_margin <= before:
+            for k, c in enumerate(crossing):
+                if candidates[best[k]] is not matched[c]:
+                    logger.debug("frame %d: a face followed as tracklet %d is tracklet %d (a crossing)", frame,
+                                 matched[c].id, candidates[best[k]].id)
+                matched[c] = candidates[best[k]]
+        for k, c in enumerate(crossing):
+            if cost[k, candidates.index(matched[c])] <= cfg.swap_distance:
+                matched[c].own.add(descriptor(c))
+
+    def _describe_if_due(self, tracklet: Tracklet, c: int, frame: int, descriptor, quality: Quality,
+                         cache: dict[int, np.ndarray]) -> None:
+        """Look at a face's quality, and describe it if clear: an open tracklet's every describe_seconds, a decided
+        one's every verify_seconds (a face already described this frame is looked at for free)."""
+        cfg = self.config
+        is_open = tracklet.person is None
+        due = cfg.describe_seconds if is_open else cfg.verify_seconds
+        if (frame - tracklet.checked < self.frames(due) and c not in cache) or (
+                is_open and len(tracklet.clear) >= cfg.tracklet_gallery):
+            return
+        tracklet.checked = frame
+        if not quality(c).clear(cfg.quality):
+            return
+        d = descriptor(c)
+        if is_open:
+            tracklet.clear.add(d)
+            if frame != tracklet.first:
+                tracklet.pending.append((frame, d))
         else:
-            track = self.tracks[person] = Track(box.copy(), np.zeros(4), frame, frame, frame)
-        track.box, track.seen, track.active = box.copy(), frame, True
-        if descriptor is not None:
-            track.verified, track.partial = frame, face.cut_off
-            gallery = self.galleries.setdefault(person, [])
-            gallery.append(descriptor)
-            del gallery[:-GALLERY_SIZE]
+            person = self.people[tracklet.person]
+            self._note(tracklet.id, frame, person.gallery.distance(d))
+            person.gallery.add(d)
 
+    # -- people -----------------------------------------------------------------------------------------------------------
+    def _decide(self, frame: int | None) -> None:
+        """Link the open tracklets that clear evidence joins to a known person; make those whose window has passed (all
+        of them when `frame` is None) new people."""
+        open_ = sorted((t for t in self.tracklets.values() if t.person is None),
+                       key=lambda t: (t.first, t.left))
+        due = [t for t in open_ if frame is None or frame - t.first >= self.decide_frames()]
+        self._link([t for t in open_ if len(t.clear)])
+        for tracklet in due:
+            if tracklet.person is None:
+                self._new_person(tracklet)  # a later open tracklet may be this person: links are tried again
+                self._link([t for t in open_ if t.person is None and len(t.clear)])
+
+    def _link(self, tracklets: list[Tracklet]) -> None:
+        cfg = self.config
+        people = [p for p in self.people.values() if len(p.gallery)]
+        if not tracklets or not people:
+            return
+        cost = np.array([[p.gallery.distance(t.clear) if p.last < t.first else np.inf for p in people]
+                         for t in tracklets])
+        for r, c in assign(cost, cfg.link_distance):
+            tracklet, person = tracklets[r], people[c]
+            rivals = [cost[r, k] for k, other in enumerate(people) if k != c and self._others(person, other)]
+            rivals += [cost[k, c] for k, t in enumerate(tracklets) if k != r and t.first <= tracklet.last
+                       and tracklet.first <= t.last]  # on screen together: someone else
+            if any(d < cost[r, c] + cfg.link_margin for d in rivals):
+                logger.debug("tracklet %d: person %d at %.3f, but another within the margin: not linked", tracklet.id,
+                             person.id, cost[r, c])
+                continue
+            self._join(tracklet, person, float(cost[r, c]))
+
+    def _others(self, a: Person, b: Person) -> bool:
+        """Whether two people are known to be two: seen together, or their clear faces beyond the link distance."""
+        return a.met(b) or a.gallery.distance(b.gallery) > self.config.link_distance
+
+    def _join(self, tracklet: Tracklet, person: Person, distance: float) -> None:
+        for frame, d in tracklet.pending:
+            self._note(tracklet.id, frame, person.gallery.distance(d))
+        tracklet.person, tracklet.link, tracklet.pending = person.id, distance, []
+        person.gallery.extend(tracklet.clear)
+        person.spans[tracklet.id] = (tracklet.first, tracklet.last)
+        person.shots.add(tracklet.shot)
+        person.links.append(distance)
+        self.decided[tracklet.id] = person.id
+        logger.debug("tracklet %d joins person %d (distance %.3f)", tracklet.id, person.id, distance)
+
+    def _new_person(self, tracklet: Tracklet) -> None:
+        person = Person(len(self.people) + 1, Gallery(self.config.person_gallery),
+                        {tracklet.id: (tracklet.first, tracklet.last)}, {tracklet.shot})
+        seen = Gallery(self.config.person_gallery)
+        for frame, d in tracklet.pending:  # each face's distance to the ones described before it
+            self._note(tracklet.id, frame, seen.distance(d))
+            seen.add(d)
+        person.gallery.extend(tracklet.clear)
+        self.people[person.id] = person
+        tracklet.person, tracklet.pending = person.id, []
+        self.decided[tracklet.id] = person.id
+
+    # -- what people.csv says of each person --------------------------------------------------------------------------
+    def summary(self) -> dict[int, dict]:
+        """Per person: tracklets and shots joined, the weakest link that joined them (None for one tracklet), and the
+        nearest other person with their distance (a person split in two shows here)."""
+        out = {}
+        for p in self.people.values():
+            nearest = min(((p.gallery.distance(q.gallery), q.id) for q in self.people.values() if q.id != p.id
+                           and not p.met(q)), default=(np.inf, None))
+            out[p.id] = {"tracklets": len(p.spans), "shots": len(p.shots),
+                         "weakest_link": max(p.links) if p.links else None,
+                         "nearest_person": nearest[1] if np.isfinite(nearest[0]) else None,
+                         "nearest_person_distance": float(nearest[0]) if np.isfinite(nearest[0]) else None}
+        return out
+
+    # -- resume -----------------------------------------------------------------------------------------------------------
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """(JSON-ready numbers, arrays) to resume from (`restore`)."""
-        numbers = {"fps": self.fps, "frame_step": self.frame_step, "next_id": self.next_id,
-                   "descriptions": self.descriptions, "hold": self.hold,
-                   "tracks": {str(p): {"box": t.box.tolist(), "velocity": t.velocity.tolist(), "seen": t.seen,
-                                       "verified": t.verified, "first": t.first, "partial": t.partial,
-                                       "active": t.active} for p, t in self.tracks.items()},
-                   "gallery_sizes": {str(p): len(g) for p, g in self.galleries.items()}}
-        arrays = {f"gallery_{p}": np.asarray(g, dtype=np.float32) for p, g in self.galleries.items()}
+        """(JSON-ready numbers, arrays) to resume from (`restore`); floats survive JSON exactly."""
+        arrays = {}
+        tracklets = {}
+        for t in self.tracklets.values():
+            tracklets[str(t.id)] = {"shot": t.shot, "first": t.first, "left": t.left, "motion": t.motion.state(),
+                                    "checked": t.checked,
+                                    "active": t.active, "person": t.person, "link": t.link,
+                                    "pending": [f for f, _ in t.pending]}
+            arrays[f"tracklet_{t.id}_own"], arrays[f"tracklet_{t.id}_clear"] = t.own.array(), t.clear.array()
+            arrays[f"tracklet_{t.id}_pending"] = np.asarray([d for _, d in t.pending], np.float32).reshape(len(t.pending), DESCRIPTOR_DIM)
+        people = {}
+        for p in self.people.values():
+            people[str(p.id)] = {"spans": {str(k): v for k, v in p.spans.items()}, "shots": sorted(p.shots),
+                                 "links": p.links}
+            arrays[f"person_{p.id}_gallery"] = p.gallery.array()
+        numbers = {"fps": self.fps, "frame_step": self.frame_step, "shot": self.shot, "next_tracklet": self.next_tracklet,
+                   "descriptions": self.descriptions, "tracklets": tracklets, "people": people,
+                   "decided": {str(k): v for k, v in self.decided.items()},
+                   "distances": [[t, f, d] for (t, f), d in self.distances.items()]}
         return numbers, arrays
 
     @classmethod
-    def restore(cls, numbers: dict, arrays: dict[str, np.ndarray]) -> "PeopleTracker":
-        tracks = {int(p): Track(np.array(t["box"]), np.array(t["velocity"]), t["seen"], t["verified"], t["first"],
-                                t["partial"], t["active"]) for p, t in numbers["tracks"].items()}
-        galleries = {int(p): list(arrays[f"gallery_{p}"]) if n else [] for p, n in numbers["gallery_sizes"].items()}
-        return cls(numbers["fps"], numbers["frame_step"], tracks, galleries, numbers["next_id"], numbers["descriptions"],
-                   numbers["hold"])
+    def restore(cls, numbers: dict, arrays: dict[str, np.ndarray], config: TrackerConfig) -> "PeopleTracker":
+        def gallery(key: str, capacity: int) -> Gallery:
+            return Gallery(capacity, list(arrays[key]))
+
+        tracklets = {}
+        for key, t in numbers["tracklets"].items():
+            pending = arrays[f"tracklet_{key}_pending"]
+            tracklets[int(key)] = Tracklet(int(key), t["shot"], t["first"], t["left"], BoxMotion.restore(t["motion"]),
+                                           gallery(f"tracklet_{key}_own", config.tracklet_gallery),
+                                           gallery(f"tracklet_{key}_clear", config.tracklet_gallery), t["checked"],
+                                           t["active"], t["person"], t["link"],
+                                           [(f, d) for f, d in zip(t["pending"], pending, strict=True)])
+        people = {int(key): Person(int(key), gallery(f"person_{key}_gallery", config.person_gallery),
+                                   {int(k): tuple(v) for k, v in p["spans"].items()}, set(p["shots"]), list(p["links"]))
+                  for key, p in numbers["people"].items()}
+        return cls(numbers["fps"], numbers["frame_step"], config, tracklets, {int(k): v for k, v in numbers["decided"].items()}, people,
+                   numbers["shot"], numbers["next_tracklet"], numbers["descriptions"],
+                   {(t, f): d for t, f, d in numbers["distances"]})
+
+
+# -- one face a sequence ----------------------------------------------------------------------------------------------
+# --faces largest: the followed face must reappear within this many of its box sizes of where it was last seen; after
+# REACQUIRE_SECONDS without it, the largest face present is taken again.
+FOLLOW_DISTANCE = 1.0
+REACQUIRE_SECONDS = 1.0
+# The one "tracklet" and person of --faces largest.
+THE_FACE = 1
 
 
 @dataclass
 class LargestFaceFollower:
     """One face a sequence (--faces largest): the largest where a face first appears, then in each frame the detection
     nearest to where it was last seen, within one box size of it; after REACQUIRE_SECONDS without it, the largest face
-    present again. `follow` returns the face and what the frame's row says (NO_FACE, NOT_FOLLOWED, or "")."""
+    present again. The same interface as `PeopleTracker`: every followed face is tracklet and person 1."""
 
-    fps: float | None  # the video's
-    frame_step: float = 1.0  # video frames between analysed frames
+    fps: float | None
     last: np.ndarray | None = None  # the followed face's box
-    missed: int = 0
+    last_frame: int | None = None
+    descriptions: int = 0
 
-    def follow(self, faces: list[Face]) -> tuple[Face | None, str]:
-        reacquire = max(1, round(REACQUIRE_SECONDS * (self.fps or DEFAULT_FPS) / self.frame_step))  # analysed frames
+    def update(self, frame: int, faces: list[Face], describe: Describe, quality: Quality, shot: int) -> list[int | None]:
+        """THE_FACE for the followed face, None for the others."""
+        reacquire = REACQUIRE_SECONDS * (self.fps or DEFAULT_FPS)
         chosen = None
-        if faces and (self.last is None or self.missed >= reacquire):
-            chosen = max(faces, key=lambda f: f.size)
+        if faces and (self.last is None or frame - self.last_frame >= reacquire):
+            chosen = max(range(len(faces)), key=lambda i: faces[i].size)
         elif faces:
             centre, size = (self.last[:2] + self.last[2:]) / 2, float(max(self.last[2:] - self.last[:2]))
-            nearest = min(faces, key=lambda f: float(np.linalg.norm(f.centre - centre)))
-            if np.linalg.norm(nearest.centre - centre) <= FOLLOW_DISTANCE * size:
+            distance = [float(np.linalg.norm(f.centre - centre)) for f in faces]
+            nearest = int(np.argmin(distance))
+            if distance[nearest] <= FOLLOW_DISTANCE * size:
                 chosen = nearest
-        if chosen is None:
-            self.missed += 1
-            return None, NOT_FOLLOWED if faces else NO_FACE
-        self.last, self.missed = chosen.box.copy(), 0
-        return chosen, ""
+        if chosen is not None:
+            self.last, self.last_frame = faces[chosen].box.astype(np.float64).copy(), frame
+        return [THE_FACE if i == chosen else None for i in range(len(faces))]
+
+    def person_of(self, tracklet: int) -> int:
+        return THE_FACE
+
+    def finish(self) -> None:
+        pass
+
+    def summary(self) -> dict[int, dict]:
+        return {THE_FACE: {"tracklets": None, "shots": None, "weakest_link": None, "nearest_person": None,
+                           "nearest_person_distance": None}}
+
+    def take_distance(self, tracklet: int, frame: int) -> None:
+        return None
 
     def state(self) -> tuple[dict, dict[str, np.ndarray]]:
-        return ({"fps": self.fps, "frame_step": self.frame_step, "missed": self.missed},
-                {} if self.last is None else {"follower_last": self.last})
+        return ({"fps": self.fps, "last": None if self.last is None else self.last.tolist(), "last_frame": self.last_frame,
+                 "descriptions": 0}, {})
 
     @classmethod
-    def restore(cls, numbers: dict, arrays: dict[str, np.ndarray]) -> "LargestFaceFollower":
-        return cls(numbers["fps"], numbers["frame_step"], arrays.get("follower_last"), numbers["missed"])
-
+    def restore(cls, numbers: dict, arrays: dict[str, np.ndarray], config: TrackerConfig) -> "LargestFaceFollower":
+        last = numbers["last"]
+        return cls(numbers["fps"], None if last is None else np.array(last, dtype=np.float64), numbers["last_frame"])

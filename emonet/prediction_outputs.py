@@ -30,15 +30,17 @@ import pandas as pd
 from .constants import LABEL_MAX, LABEL_MIN
 from .io import atomic_open, atomic_path, save_figure, write_json, write_text
 from .media import Source, video_writer
-from .prediction import FACE, INPUTS_DIR, InputResult, PredictionModel, Row
+from .prediction import FACE, INPUTS_DIR, SUMMARY_FILE, InputResult, PredictionModel
+from .prediction_state import Row
 from .text import number
 
 CSV_FILE = "predictions.csv"
 PEOPLE_FILE = "people.csv"
-SUMMARY_FILE = "predictions.json"
 REPORT_FILE = "report.html"
-ROW_COLUMNS = ("source", "file", "frame", "time_s", "shot", "person", "status", "score", "x1", "y1", "x2", "y2",
-               "valence", "arousal")
+ROW_COLUMNS = ("source", "file", "frame", "time_s", "shot", "person", "identity_distance", "status", "score", "x1", "y1",
+               "x2", "y2", "valence", "arousal")
+# How a person's id was made (people.PeopleTracker.summary), in people.csv.
+IDENTITY_COLUMNS = ("tracklets", "shots", "weakest_link", "nearest_person", "nearest_person_distance")
 DIMENSIONS = ("valence", "arousal")
 # One colour per person (RGB), cycling: the same in the time plot, the rendered video and the report.
 PERSON_COLOURS = ((31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
@@ -74,8 +76,9 @@ def write_rows(path: Path, rows: list[Row], model: PredictionModel, source: Sour
 
     table = {"source": str(source.path), "file": [r.file for r in rows], "frame": [r.frame for r in rows],
              "time_s": [r.time_s for r in rows], "shot": [r.shot for r in rows],
-             "person": pd.array([r.person for r in rows], dtype="Int64"), "status": [r.status for r in rows],
-             "score": [r.score for r in rows]}
+             "person": pd.array([r.person for r in rows], dtype="Int64"),
+             "identity_distance": [np.nan if r.identity_distance is None else r.identity_distance for r in rows],
+             "status": [r.status for r in rows], "score": [r.score for r in rows]}
     for j, name in enumerate(("x1", "y1", "x2", "y2")):
         table[name] = [value(r, "box", j) for r in rows]
     for j, d in enumerate(DIMENSIONS):
@@ -167,7 +170,8 @@ def people_table(rows: pd.DataFrame, result: InputResult, model: PredictionModel
     frame_seconds = 1.0 / min(result.fps, result.sample_fps or result.fps) if result.fps else None
     out = []
     for person, own in faces.groupby("person", sort=True):
-        entry = {"person": int(person), "frames": len(own),
+        identity = result.identities.get(int(person), {})
+        entry = {"person": int(person), **{k: identity.get(k) for k in IDENTITY_COLUMNS}, "frames": len(own),
                  "seconds": None if frame_seconds is None else len(own) * frame_seconds,
                  "first_frame": int(own["frame"].min()), "last_frame": int(own["frame"].max()),
                  "first_s": _time(own["time_s"].min()), "last_s": _time(own["time_s"].max())}
@@ -350,6 +354,28 @@ def render_input(source: Source, files: dict[str, Path], result: InputResult) ->
 
 
 # -- the run's summary --------------------------------------------------------------------------------------------------
+def earlier_inputs(output_dir: Path, sources: list[Source]) -> list[dict]:
+    """The summaries of inputs finished in `output_dir` by earlier commands that `sources` do not name, in the order the
+    folder's summary listed them (then by name): the combined outputs keep them."""
+    named = {s.name for s in sources}
+    found = {p.stem: p for p in (output_dir / INPUTS_DIR).glob("*.json") if p.stem not in named}
+    order = []
+    if (output_dir / SUMMARY_FILE).is_file():
+        order = [e["name"] for e in json.loads((output_dir / SUMMARY_FILE).read_text()).get("inputs", [])]
+    ranked = sorted(found, key=lambda name: (order.index(name) if name in order else len(order), name))
+    return [json.loads(found[name].read_text()) for name in ranked]
+
+
+def remove_input(output_dir: Path, entry: dict) -> None:
+    """Every file of one finished input (`finish_input`'s outputs, its summary last of all)."""
+    for path in output_dir.glob(f"{entry['name']}_person*.jpg"):
+        path.unlink()
+    for relative in entry["outputs"].values():
+        path = output_dir / relative
+        shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+    (output_dir / INPUTS_DIR / f"{entry['name']}.json").unlink(missing_ok=True)
+
+
 def write_summary(output_dir: Path, identity: dict, options: dict, entries: list[dict]) -> None:
     """predictions.csv (every finished input's rows, in input order), people.csv, predictions.json and report.html."""
     finished_entries = [e for e in entries if not e["error"]]

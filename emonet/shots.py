@@ -3,8 +3,9 @@
 The measure is PySceneDetect's content detector's (Castellano, `ContentDetector`, default settings): the mean
 absolute difference between two consecutive frames of hue, saturation and value (OpenCV's 8-bit HSV), averaged
 over the three channels; a cut where it reaches 27, and no two cuts closer than 15 frames (at 25 fps: 0.6 s).
-It is computed here on a copy 160 pixels wide (a 640 x 480 frame: 0.2 ms instead of 4 ms), and its state is two
-numbers and one small image, which a prediction run saves with its other state to resume inside a video.
+It is computed here on a copy 160 pixels wide (a 640 x 480 frame: 0.2 ms instead of 4 ms), on every decoded frame
+(consecutive frames, whatever --sample_fps analyses: frames far apart in one shot differ as much as a cut), and its
+state is two numbers and one small image, which a prediction run saves with its other state to resume inside a video.
 `benchmarks/bench_people.py` checks it against PySceneDetect 0.7.2's ContentDetector (default settings, full
 frames) on the test video of ../shared/faces/ photos (one cut, at frame 180): both find that cut and no other.
 That is one cut, not a study of film footage, which this machine has none of. PySceneDetect is not a requirement:
@@ -37,8 +38,8 @@ def small_hsv(rgb: np.ndarray) -> np.ndarray:
 
 @dataclass
 class ShotDetector:
-    """Feed it the analysed frames in order: `update` says whether a new shot starts at this frame. `shot` counts the
-    cuts so far (the first shot is 0). `min_frames` is counted in analysed frames."""
+    """Feed it every decoded frame in order (`following.py` does, whatever --sample_fps analyses): `update` says whether
+    a new shot starts at this frame. `shot` counts the cuts so far (the first shot is 0)."""
 
     min_frames: int = MIN_SHOT_FRAMES
     shot: int = 0

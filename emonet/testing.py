@@ -332,6 +332,112 @@ def write_people_video(path: Path, faces_dir: Path, frames: int = 250, fps: floa
     return truth
 
 
+# -- a film of several shots (predict.py on edited footage) ------------------------------------------------------------
+# The detector's face box in each photo of ../shared/faces/ (x1, y1, x2, y2); "two_people.jpg" holds two.
+FACE_BOXES = {"obama.jpg": (259, 54, 437, 297), "obama2.jpg": (135, 151, 319, 422), "biden.jpg": (159, 67, 257, 205),
+              "biden2.jpg": (285, 106, 585, 517), "alex_lacamoire.jpg": (201, 86, 391, 365),
+              "alex_lacamoire2.jpg": (330, 75, 484, 279), "rose_leslie.jpg": (397, 41, 544, 239),
+              "rose_leslie2.jpg": (162, 104, 383, 405), "kit_harington.jpg": (179, 105, 301, 257),
+              "lin_manuel_miranda.jpg": (264, 131, 521, 496)}
+FILM_SIZE = (640, 360)
+FILM_FPS = 25.0
+
+
+@dataclass(frozen=True)
+class Shot:
+    """One shot of `write_film_video`: a background and who is in it, each as (photo, face height in pixels, top-left
+    corner of the face box, pixels moved a frame, degradation: "", "dark", "blur", "turned")."""
+
+    frames: int
+    background: str  # a scikit-image image without faces
+    people: tuple[tuple[str, int, tuple[int, int], tuple[float, float], str], ...]
+
+
+# A stage, as in a filmed concert: a performer (Obama) in a wide, a close and another wide shot; a pianist (Lacamoire)
+# small and dim in the wide shot, then turned and cut off by the frame's edge; an audience of four, small and some dark
+# or blurred; one of them (Leslie) close later in another photo; another (Biden) close at the end, in another photo,
+# beside a third (Miranda) seen small but sharp in the audience. Descriptors that do not separate people would pass an id
+# across these cuts; links on clear faces only should not.
+FILM_SHOTS = (
+    Shot(60, "coffee", (("obama.jpg", 66, (140, 90), (1.0, 0.0), "blur"), ("alex_lacamoire.jpg", 62, (500, 200), (0.0, 0.0), "dark"))),
+    Shot(50, "rocket", (("obama.jpg", 170, (240, 80), (0.5, 0.0), ""),)),
+    Shot(50, "brick", (("alex_lacamoire2.jpg", 150, (572, 100), (0.0, 0.0), "turned"),)),
+    Shot(60, "gravel", (("lin_manuel_miranda.jpg", 64, (20, 140), (0.3, 0.0), "blur"), ("biden.jpg", 66, (130, 150), (0.3, 0.0), "dark"),
+                        ("rose_leslie.jpg", 64, (260, 140), (0.0, 0.2), "blur"), ("kit_harington.jpg", 66, (390, 150), (0.0, 0.0), ""),
+                        ("obama2.jpg", 120, (575, 120), (0.0, 0.0), ""))),
+    Shot(60, "coffee", (("obama.jpg", 110, (80, 100), (0.5, 0.0), ""), ("rose_leslie2.jpg", 120, (400, 90), (0.0, 0.0), ""))),
+    Shot(50, "grass", (("biden2.jpg", 150, (100, 90), (0.0, 0.0), ""), ("lin_manuel_miranda.jpg", 130, (400, 100), (0.0, 0.0), ""))),
+)
+
+
+def person_of_photo(photo: str) -> str:
+    """The person a photo shows: obama.jpg and obama2.jpg show one person."""
+    return Path(photo).stem.rstrip("0123456789")
+
+
+def degrade(patch: np.ndarray, how: str, face: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A head-and-shoulders patch as footage shows a face (and its face box after): darker, blurred, or turned (the
+    face's far half foreshortened as a head turned about 60 degrees away shows it)."""
+    if how == "dark":
+        noise = np.random.default_rng(0).normal(0, 3, patch.shape)
+        return np.clip(patch.astype(np.float32) * 0.3 + noise, 0, 255).astype(np.uint8), face
+    if how == "blur":
+        return cv2.GaussianBlur(patch, (0, 0), 1.6), face
+    if how == "turned":
+        x1, y1, x2, y2 = face
+        cx, k = (x1 + x2) / 2, np.cos(np.radians(60))
+        src = np.float32([[x1, y1], [x2, y1], [x2, y2], [x1, y2]])
+        dst = np.float32([[cx - (cx - x1) * k, y1 + 0.08 * (y2 - y1)], [x2, y1], [x2, y2],
+                          [cx - (cx - x1) * k, y2 - 0.08 * (y2 - y1)]])
+        warp = cv2.getPerspectiveTransform(src, dst)
+        turned = cv2.warpPerspective(patch, warp, (patch.shape[1], patch.shape[0]), borderMode=cv2.BORDER_REPLICATE)
+        return turned, np.array([cx - (cx - x1) * k, y1, x2, y2])
+    return patch, face
+
+
+def write_film_video(path: Path, faces_dir: Path, shots: tuple[Shot, ...] = FILM_SHOTS, size: tuple[int, int] = FILM_SIZE,
+                     fps: float = FILM_FPS) -> list[list[Appearance]]:
+    """An MP4 of `shots` (real photos of ../shared/faces/ over scikit-image backgrounds, each face scaled to its height,
+    degraded, moving), cut without transition. Returns, per frame, who is where (`Appearance`, named by person)."""
+    from skimage import data
+
+    width, height = size
+    truth = []
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for shot in shots:
+        background = getattr(data, shot.background)()
+        background = cv2.resize(background if background.ndim == 3 else np.dstack([background] * 3), size,
+                                interpolation=cv2.INTER_AREA)
+        placed = []
+        for photo, face_height, corner, move, how in shot.people:
+            x1, y1, x2, y2 = FACE_BOXES[photo]
+            w, h = x2 - x1, y2 - y1
+            image = cv2.cvtColor(cv2.imread(str(faces_dir / photo)), cv2.COLOR_BGR2RGB)
+            top, left = max(0, y1 - h // 2), max(0, x1 - w // 2)
+            crop = image[top:y2 + h // 3, left:x2 + w // 2]
+            scale = face_height / h
+            patch = cv2.resize(crop, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+            face = (np.array([x1, y1, x2, y2], dtype=np.float64) - [left, top, left, top]) * scale
+            patch, face = degrade(patch, how, face)
+            placed.append((person_of_photo(photo), patch, face, np.array(corner, float) - face[:2], np.array(move)))
+        for i in range(shot.frames):
+            frame = background.copy()
+            seen = []
+            for name, patch, face, origin, move in placed:
+                x, y = (int(round(v)) for v in origin + move * i)
+                _paste(frame, patch, x, y)
+                fx1, fy1, fx2, fy2 = (int(round(v)) for v in face + [x, y, x, y])
+                clipped = (max(fx1, 0), max(fy1, 0), min(fx2, width), min(fy2, height))
+                area = (fx2 - fx1) * (fy2 - fy1)
+                if clipped[2] > clipped[0] and clipped[3] > clipped[1]:
+                    shown = (clipped[2] - clipped[0]) * (clipped[3] - clipped[1]) / area
+                    seen.append(Appearance(name, clipped, float(shown)))
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            truth.append(seen)
+    writer.release()
+    return truth
+
+
 def write_aff_wild2_tree(root: Path, videos: dict[str, tuple[str, list[tuple[float, float]]]],
                          missing: dict[str, set[int]] | None = None, size: int = 112) -> Path:
     """An Aff-Wild2 VA-track tree (`aff_wild2.py`'s layout): per video (split folder, per-frame (valence, arousal)

@@ -16,7 +16,7 @@ from emonet.crop import square_from_box
 from emonet.errors import EmoNetError
 from emonet.faces import MIN_SCORE, Face, FaceDetector
 from emonet.io import sha256_file
-from emonet.people import NO_FACE, NOT_FOLLOWED, LargestFaceFollower
+from emonet.people import THE_FACE, LargestFaceFollower
 from emonet.prediction import landmark_square
 from emonet.training import CHECKPOINT_FORMAT
 from emonet.testing import (deterministic_state_dict, landmark_template, write_afew_va_tree, write_face_video)
@@ -57,17 +57,20 @@ def test_the_detector_finds_the_astronaut_and_no_face_in_the_coffee():
     assert detector(data.coffee()) == []
 
 
-def test_one_face_is_followed_and_a_frame_without_it_says_why():
+def test_one_face_is_followed_even_when_it_is_not_the_first_detection():
     big, small = Face(np.array([0.0, 0, 100, 100]), 0.99), Face(np.array([300.0, 0, 340, 40]), 0.99)
     follower = LargestFaceFollower(fps=10)
-    assert follower.follow([small, big]) == (big, "")
+
+    def follow(frame, faces):
+        return follower.update(frame, faces, describe=None, quality=None, shot=0)
+
+    assert follow(0, [small, big]) == [None, THE_FACE]
     moved = Face(np.array([30.0, 10, 130, 110]), 0.99)
-    assert follower.follow([small, moved]) == (moved, "")  # the nearest to where it was, not the other face
-    # The followed face is gone: the other is not taken at once, and the row says a face was there, not followed.
-    assert follower.follow([small]) == (None, NOT_FOLLOWED)
-    for _ in range(9):
-        assert follower.follow([]) == (None, NO_FACE)
-    assert follower.follow([small]) == (small, "")  # after a second without it, the largest face present
+    assert follow(1, [small, moved]) == [None, THE_FACE]  # the nearest to where it was, not the other face
+    assert follow(2, [small]) == [None]  # the followed face is gone: the other is not taken at once
+    for frame in range(3, 11):
+        assert follow(frame, []) == []
+    assert follow(11, [small]) == [THE_FACE]  # a second after it was last seen: the largest face present
 
 
 def test_a_face_reaching_past_the_edge_is_clipped_and_said_to_be_cut_off():
