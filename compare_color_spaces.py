@@ -50,12 +50,13 @@ import torch
 from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_optimisation_arguments, check_finetune_args,
                         check_fraction, check_optimisation_args, dataset_root_for, run)
 from emonet.colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
-from emonet.comparison import (APPROACHES, TRAINING_FLAGS, UNIT_FILE, HeadComparison, all_units, check_feature_files,
+from emonet.comparison import (APPROACHES, FOLDS_FILE, TRAINING_FLAGS, UNIT_FILE, HeadComparison, all_units, check_feature_files,
                                check_manifests, check_same_settings, claim_folds, collect_predictions, default_workers,
                                feature_identity, finetune_plan, finetune_source, finished_units, group_indices, make_folds,
-                               parse_manifest_args, parse_only, read_fingerprint, read_manifests, run_finetune_unit,
+                               parse_manifest_args, parse_only, read_fingerprint, read_manifests, recorded_folds,
+                               run_finetune_unit,
                                run_head_units, scored_samples, unit_source, without_samples)
-from emonet.comparison_report import DEMO_NOTE, build_report, summary, write_report
+from emonet.comparison_report import DEMO_NOTE, build_report, recorded_report, summary, write_report
 from emonet.constants import CROSS_CORPUS, OFFICIAL
 from emonet.cross_corpus import collect_test_predictions, predict_test_corpus, read_test_corpus, test_groups
 from emonet.datasets import DATASETS
@@ -66,16 +67,19 @@ from emonet.features import HEAD_DEFAULTS
 from emonet.finetune import FINETUNE_DEFAULTS, load_frames_for
 from emonet.head_training import DEFAULT_CLIPS_PER_BATCH
 from emonet.heads import DEFAULT_HEAD, HEAD_KINDS
-from emonet.io import sha256_file
+from emonet.io import check_writable, sha256_file
 from emonet.manifest import default_feature_paths
 from emonet.runs import check_kind
 from emonet.testing import write_demo_dataset
+from emonet.text import plural
 
 DEFAULTS = {"head": HEAD_DEFAULTS, "finetune": FINETUNE_DEFAULTS}
 # Flags that belong to one approach only: given with the other, they are refused, not ignored.
 HEAD_ONLY = ("manifests", "test_manifests", "common_frames", "dropout", "heads", "clips_per_batch", "workers")
 FINETUNE_ONLY = ("color_spaces", "dataset", "dataset_root", "pretrained_path", "crop", "n_expression", "freeze_backbone",
                  "augment", "colour_jitter", "grad_clip", "sync_bn", "num_workers", "amp", "limit", "flip_tta")
+DEFAULT_FOLDS = 5
+DEFAULT_BOOTSTRAP = 1000
 DEMO_SPACES = ("rgb", "hsv")
 DEMO_EPOCHS = 10
 logger = logging.getLogger("emonet")
@@ -117,9 +121,12 @@ def get_args_parser():
     parser.add_argument("--flip_tta", action="store_true",
                         help="finetune: predict each held-out frame as the mean with its mirror (default: off)")
     add_optimisation_arguments(parser, None, save_freq=0)
-    parser.add_argument("--split", choices=("clip", "actor", "frame"), default="clip",
-                        help="unit the folds keep whole: clip or actor (frame is refused: it leaks) (default: clip)")
-    parser.add_argument("--folds", type=int, default=5, help="K of the group K-fold (default: 5)")
+    parser.add_argument("--split", choices=("clip", "actor", "frame"), default=None,
+                        help="unit the folds keep whole: clip or actor (frame is refused: it leaks) (default: clip; with "
+                             "--report_only, that of folds.json)")
+    parser.add_argument("--folds", type=int, default=None,
+                        help=f"K of the group K-fold; refused under an official split, which is one fixed test set "
+                             f"(default: {DEFAULT_FOLDS}; with --report_only, that of folds.json)")
     parser.add_argument("--repeats", type=int, default=None,
                         help="R: repeat the K-fold cross-validation R times, repetition r with seed --seed + r (folds, "
                              "inner splits, initialisation, order); R > 1 adds the corrected resampled t-test over "
@@ -130,7 +137,9 @@ def get_args_parser():
     parser.add_argument("--reference", default=None,
                         help=f"colour space every other is compared with (default: {DEFAULT_COLOR_SPACE}; the space itself "
                              "when there is one)")
-    parser.add_argument("--bootstrap", type=int, default=1000, help="bootstrap draws (resampled clips) (default: 1000)")
+    parser.add_argument("--bootstrap", type=int, default=None,
+                        help=f"bootstrap draws (resampled clips) (default: {DEFAULT_BOOTSTRAP}; with --report_only, that of "
+                             "the report already in --report_dir)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default: auto)")
     parser.add_argument("--output_dir", default=None,
                         help="where units and report go (default: color_space_comparison, _demo with --demo)")
@@ -168,6 +177,10 @@ def check_args(args, dist) -> None:
         name = sorted(other)[0]
         raise EmoNetError(f"--{name} does not apply to --approach {args.approach}"
                           + ("; fine-tuning keeps its frame-level network" if name in ("heads", "clips_per_batch") else ""))
+    if args.report_only:
+        adopt_recorded_settings(args)
+    args.split = args.split or "clip"
+    args.bootstrap = args.bootstrap or DEFAULT_BOOTSTRAP
     if args.split == "frame":
         raise EmoNetError("--split frame is refused: neighbouring frames of a clip would sit in training and in the "
                           "held-out fold, and the comparison would measure clip recognition; use clip or actor")
@@ -196,7 +209,7 @@ def check_args(args, dist) -> None:
             setattr(args, name, DEMO_EPOCHS if args.demo and name == "epochs" else value)
     check_optimisation_args(args)
     check_fraction("--inner_val_split", args.inner_val_split)
-    if args.folds < 2:
+    if args.folds is not None and args.folds < 2:
         raise EmoNetError(f"--folds {args.folds}: K-fold needs K >= 2")
     if args.bootstrap < 100:
         raise EmoNetError(f"--bootstrap {args.bootstrap}: at least 100 draws for a 95 % interval")
@@ -206,6 +219,29 @@ def check_args(args, dist) -> None:
     args.report_dir = Path(args.report_dir) if args.report_dir else args.output_dir
     if args.report_dir != args.output_dir and (args.only or args.list_units):
         raise EmoNetError("--report_dir is where a report goes: --only and --list_units write none")
+    if not args.list_units and dist.is_main:
+        check_writable(args.output_dir, args.report_dir)
+
+
+def adopt_recorded_settings(args) -> None:
+    """--report_only: --folds, --split and --seed are those of the finished comparison's folds.json, and --bootstrap that
+    of the report already in --report_dir; a flag given with another value is refused, naming both."""
+    parser = get_args_parser()
+    recorded = recorded_folds(Path(args.output_dir or "color_space_comparison"))
+    report = recorded_report(Path(args.report_dir or args.output_dir or "color_space_comparison"))
+    if report is not None:
+        recorded["bootstrap"] = report["protocol"].get("bootstrap")
+    for name, value in recorded.items():
+        given = getattr(args, name)
+        if value is None or given == value:
+            continue
+        if given is None or (name == "seed" and given == parser.get_default("seed")):
+            setattr(args, name, value)
+            continue
+        where = "the report already there" if name == "bootstrap" else FOLDS_FILE
+        raise EmoNetError(f"--{name} {given}: the comparison was made with --{name} {value} ({where}); drop --{name}, "
+                          "--report_only reads it from there" + (", or pass --report_dir OTHER_FOLDER for a report with "
+                                                                 "other draws" if name == "bootstrap" else ""))
 
 
 def heads_in_order(heads: list[str]) -> list[str]:
@@ -279,7 +315,8 @@ def compare(args, dist) -> None:
     if args.approach == "finetune":
         official = DATASETS[args.dataset].official_split
         check_folds(args, official, args.dataset)
-    folds_count = 1 if official else args.folds
+    args.folds = 1 if official else args.folds or DEFAULT_FOLDS
+    folds_count = args.folds
     every = all_units(args.repeats, spaces, args.heads, folds_count)
     if args.list_units:
         print("\n".join(u.label for u in every))
@@ -322,7 +359,7 @@ def compare(args, dist) -> None:
             lines = run_head_units(comparison, mine, workers, progress=not args.no_progress and dist.is_main)
             if corpus is not None:
                 predicted = predict_test_corpus(comparison, corpus, mine)
-                lines.append(f"{predicted} unit{'s' if predicted > 1 else ''} predicted {corpus.dataset}'s {corpus.scored} "
+                lines.append(f"{plural(predicted, 'unit')} predicted the {corpus.scored} of {corpus.dataset} "
                              f"({len(corpus.rows):,} frames)" if predicted else
                              f"every unit had predicted {corpus.dataset} already")
             for rank_lines in dist.gather(lines):
@@ -351,7 +388,7 @@ def check_dataset_args(args, manifests, common) -> None:
 
 def check_folds(args, official: bool, dataset: str) -> None:
     """Under the official protocol the official validation split is the test set: --folds is refused."""
-    if official and args.folds != get_args_parser().get_default("folds"):
+    if official and args.folds is not None:
         raise EmoNetError(f"--folds {args.folds}: {dataset} has an official training / validation split, on which "
                           "the comparison trains and scores (no cross-validation); drop --folds")
 

@@ -36,12 +36,15 @@ from emonet.crop import DEFAULT_CROP
 from emonet.datasets import DATASETS, DEFAULT_DATASET, check_crop
 from emonet.device import amp_enabled, resolve_device
 from emonet.distributed import init_distributed
+from emonet.engine import choose_backend
 from emonet.errors import EmoNetError
-from emonet.evaluation import (SUBSETS, check_results_dir, evaluation_results, leak_warning, selected_on,
+from emonet.evaluation import (SUBSETS, check_results_dir, evaluation_results, leak_warning, scale_warning, selected_on,
                                selection_warning, summary_table, write_evaluation)
 from emonet.features import load_feature_set
-from emonet.heads import HeadPredictor, head_record
 from emonet.finetune import load_frames_for, predict_frames
+from emonet.heads import HeadPredictor, head_record
+from emonet.inference import make_runner
+from emonet.io import check_writable, sha256_file
 from emonet.manifest import FEATURE_IDENTITY_KEYS, read_manifest
 from emonet.splits import selection_side, split_indices
 from emonet.training import load_training_checkpoint
@@ -173,10 +176,12 @@ def _with_expressions(samples: list[dict], chosen: np.ndarray, classes: int, man
     return np.array([i for i in chosen if samples[i]["expression"] in wanted], dtype=int)
 
 
-def evaluate_features(args, ckpt: dict | None, source: dict) -> tuple[list[dict], np.ndarray, list[dict], list[dict]]:
+def evaluate_features(args, ckpt: dict | None, source: dict) -> tuple[list[dict], np.ndarray, list[dict], list[dict],
+                                                                       bool | None]:
     """Feature head, or EmoNet's own outputs stored in the feature files (pretrained).
 
-    Returns (evaluated samples, predictions on the raw scale, development samples, excluded frames).
+    Returns (evaluated samples, predictions on the raw scale, development samples, excluded frames, whether the
+    features come from the stand-in weights: None where the manifest does not say).
     """
     manifest = source["manifest"]
     data = load_feature_set(manifest, args.data_root, progress=not args.no_progress)
@@ -201,26 +206,35 @@ def evaluate_features(args, ckpt: dict | None, source: dict) -> tuple[list[dict]
     else:
         samples = [data.samples[i] for i in chosen]  # a smooth or temporal head places them along their clips
         pred = HeadPredictor.from_checkpoint(ckpt).predict(data.features[chosen], samples, resolve_device(args.device))
-    return [data.samples[i] for i in chosen], pred, development, []
+    return [data.samples[i] for i in chosen], pred, development, [], manifest.settings.get("stand_in_weights")
 
 
-def evaluate_frames(args, ckpt: dict | None, source: dict, dist) -> tuple[list[dict], np.ndarray, list[dict], list[dict]]:
+def engine_choice(args, device):
+    """How EmoNet runs on frames (`--backend`, `--threads`)."""
+    return choose_backend(args.backend, device, amp_enabled(device, args.amp), False, False, args.threads)
+
+
+def evaluate_frames(args, ckpt: dict | None, source: dict, dist) -> tuple[list[dict], np.ndarray, list[dict], list[dict],
+                                                                         bool]:
     """A fine-tuned EmoNet (full), or the released one (pretrained), run on the frames themselves; frames
     that cannot be decoded are left out and listed. Returns as `evaluate_features`."""
     device = dist.device
-    model, _ = load_emonet(args.model_path if args.model_type == "full" else args.pretrained_path, device)
-    frames = load_frames_for(source["dataset_root"], crop=source["crop"], dataset=source["dataset"])
+    frames = load_frames_for(source["dataset_root"], crop=source["crop"], dataset=source["dataset"])  # before EmoNet loads
+    weights = args.model_path if args.model_type == "full" else args.pretrained_path
+    model, _ = load_emonet(weights, device)
+    amp = amp_enabled(device, args.amp)
+    runner = make_runner(model, device, engine_choice(args, device), amp, False, args.batch_size, sha256_file(weights))[0]
     samples = [f.sample() for f in frames]  # on AFEW-VA's scale, whatever the dataset
     if source["cross_corpus"] or (ckpt is None and args.subset != "all"):
         chosen, development = _official_subset(samples, args.subset, f"{source['dataset_root']} ({source['dataset']})"), []
     else:
         chosen, development = _subset(samples, ckpt["split"] if ckpt else None, args.subset)
-    pred, failed = predict_frames(model, [frames[i] for i in chosen], source["color_space"], source["crop"], device,
-                                  args.batch_size, args.num_workers, amp_enabled(device, args.amp), args.flip_tta,
+    pred, failed = predict_frames(runner, [frames[i] for i in chosen], source["color_space"], source["crop"], device,
+                                  args.batch_size, args.num_workers, amp, args.flip_tta,
                                   progress=not args.no_progress and dist.is_main, dist=dist)
     excluded = [{"path": str(frames[chosen[i]].image_path), "reason": r} for i, r in sorted(failed.items())]
     keep = [i for i in range(len(chosen)) if i not in failed]
-    return [samples[chosen[i]] for i in keep], pred[keep] * LABEL_SCALE, development, excluded
+    return [samples[chosen[i]] for i in keep], pred[keep] * LABEL_SCALE, development, excluded, model.stand_in
 
 
 def main(args):
@@ -247,22 +261,25 @@ def main(args):
         "caveats": [DATASETS[d].caveat for d in dict.fromkeys((source["dataset"], source["trained_on"]))
                     if d and DATASETS[d].caveat],
     }
+    if on_frames:
+        info["engine"] = engine_choice(args, resolve_device(args.device)).record()  # refused here, before any work
     check_results_dir(args.output_dir, info, args.overwrite)
+    check_writable(args.output_dir)
     dist = init_distributed(args.device if on_frames else "cpu")
     try:
         if on_frames:
-            samples, pred, development, excluded = evaluate_frames(args, ckpt, source, dist)
+            samples, pred, development, excluded, stand_in = evaluate_frames(args, ckpt, source, dist)
         else:
-            samples, pred, development, excluded = evaluate_features(args, ckpt, source)
+            samples, pred, development, excluded, stand_in = evaluate_features(args, ckpt, source)
         if not dist.is_main:
             return 0
         trained = ckpt is not None and args.model_type != "pretrained"  # the released model was not selected here
-        info |= {"excluded_frames": excluded, "selection_side": selection_side(ckpt["split"]) if trained else None,
+        info |= {"stand_in_weights": stand_in, "excluded_frames": excluded, "selection_side": selection_side(ckpt["split"]) if trained else None,
                  "selected_on_evaluated_frames": trained and not source["cross_corpus"] and selected_on(samples, ckpt["split"])}
         results = evaluation_results(samples, pred, development, info)
         write_evaluation(args.output_dir, results, samples, pred)
         print(summary_table(results))
-        for warning in (leak_warning(results), selection_warning(results), *results["caveats"]):
+        for warning in (leak_warning(results), selection_warning(results), scale_warning(results), *results["caveats"]):
             if warning:
                 print(warning, file=sys.stderr)
         print(f"results in {args.output_dir}/")

@@ -28,10 +28,11 @@ import logging
 import sys
 from pathlib import Path
 
-from emonet.cli import run
+from emonet.cli import add_engine_arguments, run
 from emonet.constants import DEFAULT_PRETRAINED_PATH
 from emonet.device import DEVICE_CHOICES, resolve_device
-from emonet.errors import CheckpointError, EmoNetError
+from emonet.errors import CheckpointError, EmoNetError, MediaError
+from emonet.io import check_writable
 from emonet.media import discover
 from emonet.following import FACE_MODES
 from emonet.prediction import (CHECKPOINT_FRAMES, CHECKPOINT_SECONDS, CROPS, PredictOptions, Predictor, check_run_folder,
@@ -80,6 +81,7 @@ def get_args_parser():
                         help="run EmoNet through torch.compile, as extraction's --compile; for a head, as its features "
                              "were made (default: the model's record; off for zero-shot)")
     parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
+    add_engine_arguments(parser)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the predictions of another model or other options in --output_dir (default: refuse)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
@@ -90,6 +92,9 @@ def check_args(args, sources) -> None:
     """Refuse, before any work, what cannot work or would be ignored."""
     if args.batch_size < 1:
         raise EmoNetError(f"--batch_size {args.batch_size}: at least 1")
+    missing = [str(s.path) for s in sources if not s.path.exists()]
+    if missing:
+        raise MediaError(f"--inputs: {', '.join(missing)}: not found")
     if args.sample_fps is not None:
         if not args.sample_fps > 0:
             raise EmoNetError(f"--sample_fps {args.sample_fps}: a number of frames a second above 0")
@@ -104,8 +109,10 @@ def check_args(args, sources) -> None:
 def main(args) -> int:
     sources = discover(args.inputs)
     check_args(args, sources)
+    check_writable(args.output_dir)
     device = resolve_device(args.device)
-    model = load_model(args.model_path, args.pretrained_path, args.crop, args.amp, args.compile, device)
+    model = load_model(args.model_path, args.pretrained_path, args.crop, args.amp, args.compile, device, args.backend,
+                       args.threads)
     options = PredictOptions(args.faces, args.sample_fps, args.batch_size, progress=not args.no_progress)
     record = {"faces": args.faces, "sample_fps": args.sample_fps}
     output_dir = Path(args.output_dir)
@@ -126,12 +133,13 @@ def main(args) -> int:
         logger.warning("--sample_fps with a temporal head: it was trained on consecutive frames, and sees a sampled "
                        "sequence with most of its positions empty (see the guide)")
     predictor = Predictor(model, device, options)
-    entries = []
+    entries, skipped = [], 0
     for source in sources:
         entry = finished(output_dir, source, args.render)
         if entry is not None:
             print(f"{source.path}: skipped (finished earlier: {described(entry)})")
             entries.append(entry)
+            skipped += 1
             continue
         try:
             files = input_files(output_dir, source)
@@ -143,18 +151,19 @@ def main(args) -> int:
             entries.append({"input": str(source.path), "name": source.name, "kind": source.kind, "error": str(exc)})
             continue
         except KeyboardInterrupt:
-            write_summary(output_dir, model.identity, record, entries + others)
+            write_summary(output_dir, model.identity | model.notes, record, entries + others)
             raise KeyboardInterrupt(interrupted_at(output_dir, source, len([e for e in entries + others
                                                                              if not e["error"]]))) from None
         print(f"{source.path}: {described(entry)} -> {output_dir}/")
         entries.append(entry)
-    write_summary(output_dir, model.identity, record, entries + others)
+    write_summary(output_dir, model.identity | model.notes, record, entries + others)
     failed = [e for e in entries if e["error"]]
-    done = len(entries) - len(failed)
-    print(f"{done} of {plural(len(entries), 'input')} predicted or finished earlier"
-          + (f", and {plural(len(others), 'earlier input')} kept" if others else "")
-          + f"; predictions.csv, people.csv, predictions.json and report.html in {output_dir}/"
-          + (f"; {len(failed)} could not be read (listed in predictions.json)" if failed else ""))
+    said = [f"{predicted} predicted" if (predicted := len(entries) - len(failed) - skipped) else "",
+            f"{skipped} finished earlier" if skipped else "", f"{len(failed)} could not be read" if failed else "",
+            f"{plural(len(others), 'earlier input')} kept" if others else ""]
+    print(f"{plural(len(entries), 'input')}: {', '.join(w for w in said if w)}; predictions.csv, people.csv, "
+          f"predictions.json and report.html in {output_dir}/" + (" (the unread ones listed in predictions.json)"
+                                                                  if failed else ""))
     return 1 if failed else 0
 
 

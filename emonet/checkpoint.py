@@ -15,6 +15,7 @@ import torch
 from .constants import PRETRAINED_SOURCE
 from .errors import CheckpointError
 from .model import EmoNet
+from .stand_in import is_stand_in
 
 logger = logging.getLogger(__name__)
 
@@ -23,18 +24,25 @@ MODEL_KEY = "model"
 _LAST_LAYER = "emo_fc_2.3.weight"
 _ZIP_MAGIC = b"PK\x03\x04"
 _MAX_LISTED = 8
+_NAMED_STAND_INS: set[str] = set()  # stand-in checkpoints already named in this process
 # Files that are never checkpoints, named as such when passed as one (a manifest given as --model_path, say).
 TEXT_SUFFIXES = (".json", ".csv", ".txt", ".md")
 
 
-def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> object:
-    """`torch.load(path, weights_only=True)` with each failure turned into a CheckpointError that says why."""
+def require_file(path: str | os.PathLike) -> None:
+    """A checkpoint that is not there, named (with where the released ones come from) before any slow work."""
     path = Path(path)
     if not path.is_file():
         hint = ""
         if path.suffix == ".pth" and path.name.startswith("emonet_"):
             hint = f" Download {path.name} from {PRETRAINED_SOURCE} and put it there, or pass its path."
         raise CheckpointError(f"{path}: file not found.{hint}")
+
+
+def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> object:
+    """`torch.load(path, weights_only=True)` with each failure turned into a CheckpointError that says why."""
+    path = Path(path)
+    require_file(path)
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: the file is empty")
     with open(path, "rb") as f:
@@ -105,13 +113,20 @@ def load_emonet_state(model: EmoNet, state_dict: Mapping[str, torch.Tensor], pat
 def load_emonet(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[EmoNet, dict]:
     """Load a released EmoNet file or a project checkpoint; returns (model in eval mode, checkpoint metadata).
 
-    The metadata is the project checkpoint's dict without the weights ({} for a released file).
+    The metadata is the project checkpoint's dict without the weights ({} for a released file). `model.stand_in` says
+    whether they are this project's stand-in weights (`stand_in.py`), which are named once per process, as a warning.
     """
     obj = read_checkpoint(path)
     state_dict = state_dict_from(obj, path)
     model = EmoNet(infer_n_expression(state_dict, path))
     load_emonet_state(model, state_dict, path)
     logger.info("loaded EmoNet(n_expression=%d) from %s", model.n_expression, path)
+    model.stand_in = is_stand_in(state_dict)
+    if model.stand_in and str(path) not in _NAMED_STAND_INS:
+        _NAMED_STAND_INS.add(str(path))
+        logger.warning("%s: these are this project's stand-in EmoNet weights (deterministic, untrained: the tests' and the "
+                       "demo's), not the released EmoNet; every value computed with them says nothing about faces. The "
+                       "released weights: %s", path, PRETRAINED_SOURCE)
     metadata = {k: v for k, v in obj.items() if k != MODEL_KEY} if MODEL_KEY in obj else {}
     return model.to(device).eval(), metadata
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
-from .constants import AFEW_VA_ROOT_ENV, DEFAULT_PRETRAINED_PATH
+from .constants import AFEW_VA_ROOT_ENV, BACKENDS, DEFAULT_PRETRAINED_PATH
 from .crop import CROP_MODES, DEFAULT_CROP
-from .datasets import DATASETS, DEFAULT_DATASET, check_crop
+from .datasets import DATASETS, DEFAULT_DATASET, dataset_crop
 from .device import DEVICE_CHOICES, amp_enabled
 from .errors import EmoNetError
 from .losses import LOSS_NAMES
@@ -93,9 +93,10 @@ def add_frame_arguments(parser, color_space: str | None = "hsv", one_space: bool
     if one_space:
         parser.add_argument("--color_space", choices=COLOR_SPACES, default=color_space,
                             help=f"colour space fed to EmoNet (default: {color_space or decided.format(DEFAULT_COLOR_SPACE)})")
-    parser.add_argument("--crop", choices=CROP_MODES, default=color_space and DEFAULT_CROP,
-                        help="landmarks: EmoNet's face crop; resize: whole frame resized, as the seed did "
-                             f"(default: {DEFAULT_CROP if color_space else decided.format(DEFAULT_CROP)})")
+    parser.add_argument("--crop", choices=CROP_MODES, default=None,
+                        help="landmarks: EmoNet's face crop; resize: whole frame resized, as the seed did (default: "
+                             + ("the dataset's own: landmarks for AFEW-VA and AffectNet, resize for Aff-Wild2)"
+                                if color_space else decided.format(DEFAULT_CROP) + ")"))
 
 
 def add_loader_arguments(parser) -> None:
@@ -108,11 +109,21 @@ def add_loader_arguments(parser) -> None:
                              "refused on other CPUs, where it is slower than float32 (default: off)")
 
 
+def add_engine_arguments(parser) -> None:
+    """How EmoNet runs for predictions (extraction, evaluation on frames, predict.py)."""
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="auto: ONNX Runtime on the CPU (the same fp32 features, faster), PyTorch on CUDA and with "
+                             "--amp or --compile; torch; onnxruntime (default: auto)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads EmoNet runs on, on the CPU (default: every core)")
+
+
 def add_runtime_arguments(parser, batch_size: int) -> None:
     parser.add_argument("--batch_size", type=int, default=batch_size,
                         help=f"frames per loader batch; on the CPU the model runs them one at a time, its fastest "
                              f"way there (default: {batch_size})")
     add_loader_arguments(parser)
+    add_engine_arguments(parser)
     parser.add_argument("--device", default="auto", help=f"{DEVICE_CHOICES} (default: auto)")
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
 
@@ -142,6 +153,11 @@ def add_extraction_arguments(parser, color_space: str) -> None:
                              "per process; needs a C++ compiler (Triton on CUDA). Features differ from the eager "
                              "network's by float rounding and are recorded as precision fp32-compiled or bf16-compiled "
                              "(default: off)")
+    parser.add_argument("--int8_calibration", type=int, default=None, metavar="N",
+                        help="int8 features (ONNX Runtime, post-training static quantisation), calibrated on N frames "
+                             "drawn evenly over the dataset and prepared as they are extracted: about 2.4x faster than "
+                             "fp32 on a 2-core AVX-512 CPU, and another feature set (precision int8-<calibration>), never "
+                             "mixed with fp32 ones; see the guide for its error (default: off, fp32)")
     parser.add_argument("--overwrite", action="store_true", help="re-extract frames already done (default: skip them)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when any frame or clip failed (default: exit 0)")
 
@@ -170,6 +186,8 @@ def add_optimisation_arguments(parser, defaults: dict | None, save_freq: int = 1
     parser.add_argument("--save_freq", type=int, default=save_freq,
                         help=f"write checkpoint_epoch_N.pth and the curves every N epochs; 0: only at the end "
                              f"(default: {save_freq})")
+    parser.add_argument("--keep_checkpoints", type=int, default=3,
+                        help="keep the K latest checkpoint_epoch_N.pth, removing older ones; 0 keeps every one (default: 3)")
 
 
 def add_finetune_arguments(parser) -> None:
@@ -193,7 +211,7 @@ def add_finetune_arguments(parser) -> None:
 
 def check_finetune_args(args, dist) -> None:
     """Refuse fine-tuning flags that would be ignored or cannot work (`dist`: this process's place in the job)."""
-    check_crop(args.dataset, args.crop)
+    args.crop = dataset_crop(args.dataset, args.crop)
     dataset_root_for(args.dataset, args.dataset_root, getattr(args, "data_root", None))
     amp_enabled(dist.device, args.amp)
     if args.colour_jitter and not args.augment:
@@ -244,6 +262,8 @@ def check_optimisation_args(args) -> None:
         raise EmoNetError(f"--weight_decay {args.weight_decay}: must not be negative")
     if args.save_freq < 0:
         raise EmoNetError(f"--save_freq {args.save_freq}: 0 (never) or a number of epochs")
+    if args.keep_checkpoints < 0:
+        raise EmoNetError(f"--keep_checkpoints {args.keep_checkpoints}: 0 (keep every one) or a number of files")
 
 
 def check_official_split(args, dataset: str, where: str) -> None:

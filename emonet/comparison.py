@@ -326,6 +326,17 @@ def grouping(folds: dict) -> str:
     return folds.get("group_by") or folds["unit"]
 
 
+def recorded_folds(output_dir: Path) -> dict:
+    """The settings a finished comparison's folds.json holds ({} without one): folds (None under an official split:
+    one fixed test set), split and seed."""
+    path = output_dir / FOLDS_FILE
+    if not path.is_file():
+        return {}
+    stored = json.loads(path.read_text())
+    return {"folds": None if stored.get("protocol") == OFFICIAL else len(stored["folds"]), "split": grouping(stored),
+            "seed": stored.get("seed")}
+
+
 def claim_folds(output_dir: Path, folds: dict, write: bool) -> dict:
     """Write `folds.json`, or check that the one there is the same comparison: same unit, seed and partitions for
     the repetitions both hold. A larger --repeats extends it; the returned folds hold every repetition known."""
@@ -360,7 +371,8 @@ def unit_args(args, folds: dict, unit: Unit, names: tuple[str, ...]) -> SimpleNa
     """The training flags of a unit, as the training script would hold them (its checkpoints resume there too)."""
     values = {n: getattr(args, n) for n in names if hasattr(args, n)}
     values.update(split=grouping(folds), val_split=None, folds=len(folds["folds"]), fold=unit.fold,
-                  seed=args.seed + unit.repeat, head=unit.head, save_freq=args.save_freq, no_progress=args.no_progress)
+                  seed=args.seed + unit.repeat, head=unit.head, save_freq=args.save_freq,
+                  keep_checkpoints=args.keep_checkpoints, no_progress=args.no_progress)
     if unit.head != "temporal":
         values["clips_per_batch"] = None
     return SimpleNamespace(**values)

@@ -24,6 +24,7 @@ The other figures (repetition 0's pooled values and bootstrap, the folds) follow
 Written as comparison.json (for tools), comparison.csv (long format), comparison.md (the table for a paper,
 the protocol under it) and comparison.png.
 """
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ import pandas as pd
 
 from .bootstrap import BOOTSTRAP_METRICS, CI_LEVEL, draw_counts, group_sums, interval, p_value, resample
 from .constants import CROSS_CORPUS, DEFAULT_DATASET, OFFICIAL
-from .cv_statistics import corrected_resampled_ttest
+from .cv_statistics import corrected_ccc_interval, corrected_resampled_ttest
 from .datasets import DATASETS
 from .heads import DEFAULT_HEAD, SIGMA_GRID, TEMPORAL_DEFAULTS, TEMPORAL_WINDOW
 from .io import save_figure, write_json, write_text
@@ -46,6 +47,7 @@ DIMENSIONS = ("valence", "arousal")
 HEAD_COLOURS = {"frame": "tab:blue", "smooth": "tab:orange", "temporal": "tab:green"}
 ZERO_SHOT_COLOUR = "darkgray"
 CORRECTED_T = "corrected resampled t-test"
+REPORT_FILE = "comparison.json"
 # The seeds of the official protocol's group x seed bootstrap: their own stream of --seed, apart from the groups'.
 SEED_DRAW_STREAM = 3
 AFFECTNET_NOTE = DATASETS["affectnet"].caveat
@@ -66,7 +68,7 @@ def column(space: str, head: str) -> str:
 
 def bootstrap_name(protocol: dict) -> str:
     """The bootstrap's name as the report prints it: what it resamples."""
-    return f"{protocol['group_by']} bootstrap"
+    return f"{group_word(protocol)} bootstrap"
 
 
 def fixed_test_set(protocol: dict) -> bool:
@@ -78,13 +80,21 @@ def fixed_test_set(protocol: dict) -> bool:
 def test_set_name(protocol: dict) -> str:
     """The fixed test set in words."""
     if protocol.get("protocol") == CROSS_CORPUS:
-        return f"{dataset_title(protocol)}'s {protocol['scored']}"
+        return f"the {protocol['scored']} of {dataset_title(protocol)}"
     return "the official validation split"
+
+
+def group_word(protocol: dict) -> str:
+    """What a bootstrap resamples, in words: a clip is an image in a dataset of single images (AffectNet)."""
+    dataset = protocol.get("dataset") or DEFAULT_DATASET
+    if protocol["group_by"] == "clip" and dataset in DATASETS and not DATASETS[dataset].has_time:
+        return "image"
+    return protocol["group_by"]
 
 
 def seed_bootstrap_name(protocol: dict) -> str:
     """The official protocol's statistic with repetitions: it resamples the scored groups and the training seeds."""
-    return f"{protocol['group_by']} x seed bootstrap"
+    return f"{group_word(protocol)} x seed bootstrap"
 
 
 def headline_statistic(protocol: dict, repeats: int) -> str:
@@ -165,7 +175,7 @@ def _fold_cccs(block: dict, d: str) -> list[list[float]]:
 def _headline_ccc(block: dict, d: str, statistic: str, seed_draws: np.ndarray | None) -> dict:
     """The CCC a row leads with (see the module docstring), its CI and the statistic that made them."""
     if statistic == CORRECTED_T:
-        t = corrected_resampled_ttest(_fold_cccs(block, d))
+        t = corrected_ccc_interval(_fold_cccs(block, d))
         return {"statistic": statistic, "CCC": t["mean"], "CCC_ci": t["ci"]}
     if seed_draws is not None:  # the official protocol's repetitions: the mean over seeds of the pooled CCCs
         return {"statistic": statistic, "CCC": float(np.mean([r["pooled"][d]["CCC"] for r in block["repeats"]])),
@@ -315,7 +325,14 @@ def _ci(value: float, ci: list[float], sign: bool = False) -> str:
     return f"{number(value, sign=sign)} [{number(ci[0], sign=sign)}, {number(ci[1], sign=sign)}]"
 
 
-def _p(p: float) -> str:
+def p_text(diff: dict, protocol: dict) -> str:
+    """A difference's p-value as printed. A bootstrap's cannot go below 2 / (draws + 1), its resolution: at that floor
+    it is "p < floor", not an exact value."""
+    p = diff["p_value"]
+    if diff["statistic"] != CORRECTED_T:
+        floor = 2 / (protocol["bootstrap"] + 1)
+        if p <= floor * (1 + 1e-9):
+            return f"< {number(floor)}"
     return number(p) if p >= 0.001 else "< 0.001"
 
 
@@ -394,7 +411,7 @@ def protocol_text(report: dict) -> str:
 def _official_protocol_text(report: dict, trained: str, crop: str, checkpoint: str, against: str, comparisons: int) -> str:
     """protocol_text for a dataset's official split (Aff-Wild2, AffectNet)."""
     p = report["protocol"]
-    repeats, group = p.get("repeats", 1), p["group_by"]
+    repeats, group = p.get("repeats", 1), group_word(p)
     return (
         f"{dataset_title(p)}: trained on its official training split ({p['training_groups']:,} {group}s), scored on its "
         f"official validation split ({p['frames']:,} frames of {p['clips']:,} clips), {crop}; the same split for "
@@ -425,16 +442,16 @@ def _official_protocol_text(report: dict, trained: str, crop: str, checkpoint: s
 def _cross_corpus_text(report: dict, against: str) -> str:
     """protocol_text of the cross-corpus rows (the training is described by the in-corpus protocol above them)."""
     p = report["protocol"]
-    repeats, group = p.get("repeats", 1), p["group_by"]
+    repeats, group = p.get("repeats", 1), group_word(p)
     return (
         f"Trained on {DATASETS[p['trained_on']].title} as above, scored on {test_set_name(p)} ({p['frames']:,} frames of "
-        f"{p['clips']:,} clips), which no model trained on: each repetition's prediction of a frame is {p['combination']}. "
+        f"{p['clips']:,} {'images' if group == 'image' else 'clips'}), which no model trained on: each repetition's prediction of a frame is {p['combination']}. "
         + (f"Rows lead with the mean over the {repeats} repetitions of the pooled CCC, with a {CI_LEVEL:.0%} interval from "
-           f"{p['bootstrap']} draws resampling {dataset_title(p)}'s {group}s and the repetitions (paired for the "
+           f"{p['bootstrap']} draws resampling the {group}s of {dataset_title(p)} and the repetitions (paired for the "
            f"differences to {against}); it covers which {group}s were scored and training again with another seed"
            if repeats > 1 else
            f"Rows lead with the pooled CCC, with a {CI_LEVEL:.0%} interval from {p['bootstrap']} resamples of "
-           f"{dataset_title(p)}'s {group}s (paired for the differences to {against}); it does not cover training again")
+           f"the {group}s of {dataset_title(p)} (paired for the differences to {against}); it does not cover training again")
         + ". Labels and metrics on AFEW-VA's scale [-10, 10]."
         + (f" {AFFECTNET_NOTE}." if p.get("dataset") == "affectnet" or p.get("trained_on") == "affectnet" else "")
     )
@@ -443,7 +460,7 @@ def _cross_corpus_text(report: dict, against: str) -> str:
 def intervals_text(protocol: dict) -> str:
     """What each interval of the report covers, in one sentence each."""
     if fixed_test_set(protocol):
-        group = protocol["group_by"]
+        group = group_word(protocol)
         if protocol.get("repeats", 1) > 1:
             return (f"Intervals: the {seed_bootstrap_name(protocol)} interval covers which {group}s of "
                     f"{test_set_name(protocol)} were scored and training again with another seed; the test set itself is "
@@ -453,8 +470,10 @@ def intervals_text(protocol: dict) -> str:
                 "claiming that a colour space helps.")
     if protocol.get("repeats", 1) > 1:
         return ("Intervals: the corrected t interval (over all repetitions and folds) covers training again on other "
-                "folds with other seeds as well as which clips were scored; the clip-bootstrap interval (repetition 0) "
-                "covers only which clips were scored, with the trained models held fixed.")
+                "folds with other seeds as well as which clips were scored; a CCC's is computed on Fisher's z scale (the "
+                "CCC's z-transform, Lin 1989) and transformed back, so it stays within [-1, 1], while a difference's "
+                "stays on the CCC's own scale. The clip-bootstrap interval (repetition 0) covers only which clips were "
+                "scored, with the trained models held fixed.")
     return ("Intervals: the clip-bootstrap interval covers which clips were scored, with the trained models held fixed; "
             "it does not cover training again with another seed, so a difference is one training's: run --repeats 3 "
             "or more before claiming that a colour space helps.")
@@ -496,7 +515,7 @@ def _row_cells(report: dict, block: dict, d: str, trained: bool) -> list[str]:
             return ["", ""]
         if diff is None:
             return [absent, ""]
-        return [_ci(diff[d]["CCC_diff"], diff[d]["CCC_diff_ci"], sign=True), _p(diff[d]["p_value"])]
+        return [_ci(diff[d]["CCC_diff"], diff[d]["CCC_diff_ci"], sign=True), p_text(diff[d], p)]
 
     cells = [_ci(head["CCC"], head["CCC_ci"])]
     if len(report["color_spaces"]) > 1:
@@ -578,7 +597,7 @@ def summary(report: dict) -> str:
             line = f"  {space:<11}{head:<9}{scores}"
             for name, diff in ((f"vs {ref}", block["vs_reference"]), ("vs frame", block.get("vs_frame"))):
                 if diff:
-                    line += f"  | {name}: " + ", ".join(f"{d[0]} {_ci(v['CCC_diff'], v['CCC_diff_ci'], True)} p {_p(v['p_value'])}"
+                    line += f"  | {name}: " + ", ".join(f"{d[0]} {_ci(v['CCC_diff'], v['CCC_diff_ci'], True)} p {p_text(v, p)}"
                                                         for d, v in diff.items())
             out.append(line)
     if report["protocol"].get("demo"):
@@ -691,6 +710,12 @@ def plot_report(report: dict, path: Path) -> "Figure":
     return fig
 
 
+def recorded_report(report_dir: Path) -> dict | None:
+    """The comparison.json of a report already in `report_dir`, if any."""
+    path = report_dir / REPORT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def write_report(report_dir: Path, report: dict, preds: list[pd.DataFrame], zero: pd.DataFrame | None,
                  cross_preds: list[pd.DataFrame] | None = None) -> None:
     """Every file of the report; comparison.json last, so that its presence means the report is complete.
@@ -707,7 +732,7 @@ def write_report(report_dir: Path, report: dict, preds: list[pd.DataFrame], zero
         plot_report(report["cross_corpus"], report_dir / "cross_corpus.png")
     write_text(report_dir / "comparison.md", markdown(report))
     plot_report(report, report_dir / "comparison.png")
-    write_json(report_dir / "comparison.json", report)
+    write_json(report_dir / REPORT_FILE, report)
 
 
 def _by_repeat(preds: list[pd.DataFrame]) -> pd.DataFrame:

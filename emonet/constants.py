@@ -45,6 +45,9 @@ AFEW_VA_ROOT_ENV = "AFEW_VA_ROOT"
 # The dataset of a manifest or extraction that names none (everything written before other datasets were read).
 DEFAULT_DATASET = "afew_va"
 
+# How EmoNet runs (`engine.py`): auto takes the inference engine on the CPU and PyTorch on CUDA.
+BACKENDS = ("auto", "torch", "onnxruntime")
+
 # Feature files and manifest written by extraction and read by training/evaluation.
 MANIFEST_FORMAT = "emonet-features/2"
 # A comparison's protocol (folds.json, the report's protocol) where it is not cross-validation: scored on a dataset's

@@ -10,6 +10,10 @@ correction inflates by the test/train ratio:
     95 % CI = mean(d) +- t(0.975, df) sqrt(var).
 
 The interval covers what the clip bootstrap cannot: training again on other folds with other seeds.
+
+A CCC itself (not a difference) lies in [-1, 1], where a t interval of its fold values need not: its interval is
+computed on the CCC's z-transform (Fisher's, as Lin 1989 gives it for the CCC: z = atanh(CCC)) and transformed back,
+so it stays within (-1, 1) (`corrected_ccc_interval`). Differences of two CCCs stay on their own scale.
 """
 import math
 
@@ -36,3 +40,15 @@ def corrected_resampled_ttest(fold_diffs: list[list[float]]) -> dict:
     else:
         t, p = None, 1.0 if mean == 0 else 0.0
     return {"fold_diffs": d.tolist(), "mean": mean, "t": t, "df": df, "p_value": p, "ci": [mean - half, mean + half]}
+
+
+# Fold CCCs of exactly +-1 have an infinite z: they are taken this close to +-1 instead.
+Z_CLIP = 1 - 1e-9
+
+
+def corrected_ccc_interval(fold_cccs: list[list[float]]) -> dict:
+    """The mean of R lists of K fold CCCs and its corrected-t interval on Fisher's z scale, transformed back:
+    `mean` (of the CCCs themselves, so that the differences of two rows add up), `ci` within (-1, 1), `scale`."""
+    c = np.asarray(fold_cccs, dtype=np.float64)
+    z = corrected_resampled_ttest(np.arctanh(np.clip(c, -Z_CLIP, Z_CLIP)).tolist())
+    return {"mean": float(c.mean()), "ci": [math.tanh(v) for v in z["ci"]], "scale": "Fisher z"}

@@ -48,6 +48,15 @@ class DatasetRead:
     skipped: dict[str, int]  # frames the dataset's own rules leave out (not annotated, no face), by reason
 
 
+def dataset_crop(name: str, crop: str | None) -> str:
+    """The crop a run takes: `crop` when given (refused where the dataset cannot give it), else the dataset's own (its
+    first: landmarks for AFEW-VA and AffectNet, resize for Aff-Wild2, whose frames are aligned crops already)."""
+    if crop is None:
+        return DATASETS[name].crops[0]
+    check_crop(name, crop)
+    return crop
+
+
 def check_crop(name: str, crop: str) -> None:
     """Refuse a crop the dataset's frames cannot give (one line, before any work)."""
     info = DATASETS[name]

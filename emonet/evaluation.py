@@ -78,7 +78,21 @@ def evaluation_results(samples: list[dict], pred: np.ndarray, train_samples: lis
         **_metric_block(truth, pred),
         "normalized": _metric_block(truth / LABEL_SCALE, pred / LABEL_SCALE),
         "leakage_check": leakage_check(train_samples, samples),
+        "predictions_outside_scale": {d: int((np.abs(pred[:, j]) > LABEL_MAX).sum())
+                                      for j, d in enumerate(("valence", "arousal"))},
     }
+
+
+def scale_warning(results: dict) -> str | None:
+    """One line when predictions fall outside the labels' scale (stand-in weights, or a head that extrapolates)."""
+    outside = results["predictions_outside_scale"]
+    if not any(outside.values()):
+        return None
+    stand_in = " EmoNet's stand-in weights give such values: they are not the released network." if results.get(
+        "stand_in_weights") else ""
+    return (f"WARNING: {outside['valence']} valence and {outside['arousal']} arousal predictions of "
+            f"{results['num_samples']} lie outside AFEW-VA's scale [{LABEL_MIN:g}, {LABEL_MAX:g}]; the metrics score "
+            f"them as they are.{stand_in}")
 
 
 def predictions_frame(samples: list[dict], pred: np.ndarray) -> pd.DataFrame:

@@ -27,17 +27,18 @@ import torch
 from tqdm import tqdm
 
 from .afew_va import Frame, Problem, no_usable_frame
-from .checkpoint import load_emonet
+from .checkpoint import load_emonet, require_file
 from .cli import dataset_root_for
 from .constants import FEATURE_DIM, IMAGE_SIZE
 from .data import FrameDataset, frame_loader, split_failures
-from .datasets import DEFAULT_DATASET, check_crop, dataset_settings, read_dataset
+from .datasets import DEFAULT_DATASET, dataset_crop, dataset_settings, read_dataset
 from .device import amp_enabled
 from .distributed import Distributed, init_distributed, shard_clips
+from .engine import calibration_id, choose_backend, int8_precision
 from .errors import DatasetError
-from .inference import COMPILED_SUFFIX, compile_model, infer, prepare
 from .feature_store import FRAME_KEYS, clip_file, clip_frames, frame_file, pack_clip
-from .io import TMP_SUFFIX, save_npz, sha256_file, write_json
+from .inference import COMPILED_SUFFIX, infer, make_runner
+from .io import TMP_SUFFIX, check_writable, save_npz, sha256_file, write_json
 from .manifest import FEATURE_IDENTITY_KEYS, default_feature_paths, write_manifest
 from .runs import check_kind
 
@@ -64,19 +65,23 @@ class ExtractionConfig:
     overwrite: bool = False
     progress: bool = True
     dataset: str = DEFAULT_DATASET
+    backend: str = "auto"  # engine.choose_backend decides
+    threads: int | None = None  # every core
+    int8_calibration: int | None = None  # int8 features calibrated on this many frames (ONNX Runtime)
 
     @classmethod
     def from_args(cls, args) -> "ExtractionConfig":
         """From the extraction scripts' flags (see `cli.add_extraction_arguments`); the default feature folder
         and manifest follow the colour space (`manifest.default_feature_paths`)."""
         output_dir, manifest_file = default_feature_paths(args.color_space)
-        check_crop(args.dataset, args.crop)
         return cls(dataset=args.dataset,
             dataset_root=dataset_root_for(args.dataset, args.dataset_root), output_dir=args.output_dir or output_dir,
             manifest_file=args.manifest_file or manifest_file, pretrained_path=args.pretrained_path,
-            color_space=args.color_space, crop=args.crop, batch_size=args.batch_size, num_workers=args.num_workers,
+            color_space=args.color_space, crop=dataset_crop(args.dataset, args.crop), batch_size=args.batch_size,
+            num_workers=args.num_workers,
             device=args.device, amp=args.amp, compile=args.compile, limit=args.limit, overwrite=args.overwrite,
-            progress=not args.no_progress,
+            progress=not args.no_progress, backend=args.backend, threads=args.threads,
+            int8_calibration=args.int8_calibration,
         )
 
 
@@ -190,18 +195,28 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult | None:
 def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | None:
     device = dist.device
     amp = amp_enabled(device, config.amp)
+    if config.int8_calibration is not None and config.int8_calibration < 1:
+        raise DatasetError(f"--int8_calibration {config.int8_calibration}: at least one frame to calibrate on")
+    choice = choose_backend(config.backend, device, amp, config.compile, config.int8_calibration is not None,
+                            config.threads)
     output_dir, manifest_path = Path(config.output_dir), Path(config.manifest_file)
+    require_file(config.pretrained_path)  # before anything slow: what is missing or cannot be written is said at once
+    if dist.is_main:
+        check_writable(output_dir, manifest_path.parent)
+    read = read_dataset(config.dataset, config.dataset_root, config.limit, need_landmarks=config.crop == "landmarks")
+    dataset_root, frames, problems = read.root, read.frames, read.problems
     model, _ = load_emonet(config.pretrained_path, device)
+    pretrained_sha256 = sha256_file(config.pretrained_path)
+    calibration = _calibration(frames, config) if config.int8_calibration else None
     identity = {
         "color_space": config.color_space,
         "crop": config.crop,
         "image_size": IMAGE_SIZE,
-        "pretrained_sha256": sha256_file(config.pretrained_path),
-        "precision": ("bf16" if amp else "fp32") + (COMPILED_SUFFIX if config.compile else ""),
+        "pretrained_sha256": pretrained_sha256,
+        "precision": (int8_precision(calibration[1]) if calibration else
+                      ("bf16" if amp else "fp32") + (COMPILED_SUFFIX if config.compile else "")),
         "dataset": config.dataset,
     }
-    read = read_dataset(config.dataset, config.dataset_root, config.limit, need_landmarks=config.crop == "landmarks")
-    dataset_root, frames, problems = read.root, read.frames, read.problems
     errors_path = output_dir / ERRORS_FILE
     if not frames:
         if dist.is_main:  # the problems, listed for the user to fix, and the message names the first ones
@@ -214,9 +229,8 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
     failed: list[Problem] = []
     compile_seconds = 0.0
     if mine:
-        model = prepare(model)
-        if config.compile:
-            model, compile_seconds = compile_model(model, device, amp, config.batch_size)
+        runner, compile_seconds = make_runner(model, device, choice, amp, config.compile, config.batch_size,
+                                              pretrained_sha256, *(calibration or (None, None)))
         loader = frame_loader(FrameDataset(mine, config.color_space, config.crop), config.batch_size,
                               config.num_workers, device)
         with torch.inference_mode(), tqdm(total=len(mine), unit="frame", disable=not (config.progress and dist.is_main)) as bar:
@@ -224,8 +238,9 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
                 good, batch_failed = split_failures(batch)
                 failed += [Problem(str(mine[index].image_path), "unreadable_image", error)
                            for index, error in batch_failed.items()]
+                bar.update(len(batch_failed))
                 if good:
-                    out = {k: v.numpy() for k, v in infer(model, batch["image"][good], device, amp).items()}
+                    out = {k: v.numpy() for k, v in infer(runner, batch["image"][good], device, amp, done=bar.update).items()}
                     for j, i in enumerate(good):
                         frame = mine[batch["index"][i]]
                         save_npz(
@@ -237,7 +252,6 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
                             emonet_arousal=out["arousal"][j],
                             emonet_expression=out["expression"][j],
                         )
-                bar.update(len(batch["index"]))
 
     failed = [p for rank_failed in dist.gather(failed) for p in rank_failed]  # every rank's, in rank order
     if not dist.is_main:
@@ -256,6 +270,8 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
         "output_dir": str(output_dir),
         "feature_dim": FEATURE_DIM,
         "torch_version": torch.__version__,
+        "backend": choice.record(),
+        "stand_in_weights": model.stand_in,
     }
     by_clip: dict[str, list[Frame]] = {}
     for f in done:
@@ -269,6 +285,24 @@ def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | 
     write_manifest(manifest_path, settings, samples)
     return ExtractionResult(len(pending), len(pending) - len(failed), len(failed), len(frames) - len(pending),
                             len(problems) - len(failed), manifest_path, errors_path, compile_seconds)
+
+
+def _calibration(frames: list[Frame], config: ExtractionConfig):
+    """(batches of model input to calibrate int8 on, their id): `int8_calibration` frames drawn evenly over the dataset
+    (all its usable frames, so that a resumed run draws the same), prepared exactly as they are extracted."""
+    count = min(config.int8_calibration, len(frames))
+    chosen = [frames[int(i)] for i in np.linspace(0, len(frames) - 1, count).round().astype(int)]
+    ident = calibration_id([config.crop, config.color_space, *(str(f.image_path) for f in chosen)])
+
+    def batches():
+        loader = frame_loader(FrameDataset(chosen, config.color_space, config.crop), config.batch_size, 0,
+                              torch.device("cpu"))
+        for batch in loader:
+            good, _ = split_failures(batch)
+            if good:
+                yield batch["image"][good].numpy()
+
+    return batches, ident
 
 
 def _write_errors(path: Path, problems: list[Problem]) -> None:

@@ -73,7 +73,7 @@ def predict_frames(model: EmoNet, frames: list[Frame], color_space: str, crop: s
     rank, world_size = (dist.rank, dist.world_size) if dist else (0, 1)
     positions = shard_positions(len(frames), rank, world_size)
     mine = [frames[p] for p in positions]
-    model = prepare(model)
+    model = prepare(model) if isinstance(model, EmoNet) else model  # or an engine (`inference.make_runner`)
     passes, failed = [], {}
     for flip in (False, True) if flip_tta else (False,):
         loader = frame_loader(FrameDataset(mine, color_space, crop, flip=flip), batch_size, num_workers, device)
@@ -210,7 +210,7 @@ def finetune_emonet(frames: list[Frame], indices: SplitIndices, args, output_dir
         return {"loss": loss, "valence_CCC": v, "arousal_CCC": a}
 
     run = TrainingRun(output_dir, args.epochs, args.save_freq, {**meta, "model_args": {"n_expression": model.n_expression}},
-                      *module_state(model, optimizer), is_main=dist.is_main)
+                      *module_state(model, optimizer), is_main=dist.is_main, keep_checkpoints=args.keep_checkpoints)
     if dist.is_main:
         warn_constant_selection(select_target * LABEL_SCALE, str(output_dir), selection_side(meta["split"]))
     fit(run, one_epoch, validate, resumed)

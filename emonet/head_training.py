@@ -267,7 +267,8 @@ class StackedTrainer:
         self.heads = StackedHeads(heads, device)
         self.optimizer = StackedOptimizer(args.optimizer, self.heads.params, args.learning_rate, args.weight_decay)
         self.loss = get_loss(args.loss_function)
-        self.runs = [TrainingRun(u.output_dir, args.epochs, args.save_freq, u.meta, *self._state(i)) for i, u in enumerate(units)]
+        self.runs = [TrainingRun(u.output_dir, args.epochs, args.save_freq, u.meta, *self._state(i),
+                                 keep_checkpoints=args.keep_checkpoints) for i, u in enumerate(units)]
 
     def _state(self, u: int):
         def state() -> dict:
@@ -422,6 +423,7 @@ def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.de
         return {"loss": loss_fn(torch.from_numpy(pred), torch.from_numpy(select_y)).item(), "valence_CCC": v,
                 "arousal_CCC": a}
 
-    run = TrainingRun(unit.output_dir, args.epochs, args.save_freq, unit.meta, *module_state(model, optimizer))
+    run = TrainingRun(unit.output_dir, args.epochs, args.save_freq, unit.meta, *module_state(model, optimizer),
+                      keep_checkpoints=args.keep_checkpoints)
     fit(run, train_epoch, validate, unit.resumed)
     return run

@@ -21,12 +21,14 @@ feature in float32, 3e-3 in bf16), so compiled features are pinned as a precisio
 """
 import logging
 import time
+from collections.abc import Callable
 
 import torch
 
 from .constants import IMAGE_SIZE
 from .data import to_model_input
 from .device import autocast
+from .engine import ENGINE, load_engine
 from .errors import EmoNetError
 from .model import EmoNet
 
@@ -77,16 +79,32 @@ def compile_model(model: EmoNet, device: torch.device, amp: bool, batch_size: in
     return compiled, seconds
 
 
+def make_runner(network: EmoNet, device: torch.device, choice, amp: bool, compile_: bool, batch_size: int,
+                checkpoint_sha256: str, calibration=None, calibration_id: str | None = None):
+    """(what `infer` runs, seconds spent compiling): the ONNX Runtime engine (`engine.load_engine`), or the torch network
+    prepared, on `choice.threads` threads, and compiled with `compile_`."""
+    if choice.backend == ENGINE:
+        return load_engine(network, checkpoint_sha256, choice, calibration, calibration_id), 0.0
+    if device.type == "cpu":
+        torch.set_num_threads(choice.threads)
+    network = prepare(network)
+    return compile_model(network, device, amp, batch_size) if compile_ else (network, 0.0)
+
+
 def infer(model: EmoNet, images: torch.Tensor, device: torch.device, amp: bool,
-          keys: tuple[str, ...] = OUTPUT_KEYS) -> dict[str, torch.Tensor]:
+          keys: tuple[str, ...] = OUTPUT_KEYS, done: Callable[[int], object] | None = None) -> dict[str, torch.Tensor]:
     """EmoNet's outputs `keys` (by default OUTPUT_KEYS; "heatmap" for the landmarks) for a batch of images
     (N x 3 x 256 x 256), float32 on the CPU.
 
-    Call under `torch.inference_mode()` with a model from `prepare`.
+    Call under `torch.inference_mode()` with a runner from `make_runner` (the torch network or the engine).
+    `done(n)` is called after each micro-batch of n frames (a progress bar that moves per frame on the CPU, where a
+    loader batch of 32 takes seconds).
     """
     outputs = []
     for chunk in images.split(micro_batch(device, len(images))):
         with autocast(device, amp):
             out = model(to_model_input(chunk, device))
         outputs.append({k: out[k].float().cpu() for k in keys})
+        if done is not None:
+            done(len(chunk))
     return {k: torch.cat([o[k] for o in outputs]) for k in keys}

@@ -2,6 +2,7 @@
 under the final name, because data goes to a temporary file in the same folder and is then renamed
 with `os.replace`, which is atomic on POSIX and Windows."""
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -29,8 +30,11 @@ def atomic_path(path: str | os.PathLike):
     """A temporary sibling of `path` to write, ending in `path`'s suffix (for writers that choose a format by the
     name, such as a video writer); on success it replaces `path`, on error it is removed."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX + path.suffix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX + path.suffix)
+    except OSError as exc:  # its message would name the hidden temporary file, which the user never asked for
+        raise OSError(exc.errno, f"{path.parent}: cannot write {path.name} there ({exc.strerror})") from None
     os.close(fd)
     try:
         yield Path(tmp)
@@ -48,6 +52,22 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb"):
     """Open a temporary sibling of `path` for writing; on success it replaces `path`, on error it is removed."""
     with atomic_path(path) as tmp, open(tmp, mode) as f:
         yield f
+
+
+def check_writable(*folders: str | os.PathLike) -> None:
+    """Refuse, before any work, a folder that cannot be made or written (naming it). Nothing is left behind: a folder
+    not there yet is judged by the nearest one above it that is."""
+    for folder in map(Path, folders):
+        existing = folder.absolute()
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        try:
+            if not existing.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"{existing} is a file")
+            with tempfile.TemporaryFile(dir=existing):
+                pass
+        except OSError as exc:
+            raise OSError(exc.errno, f"{folder}: cannot write there ({exc.strerror})") from None
 
 
 def write_json(path: str | os.PathLike, obj, indent: int | None = 2) -> None:

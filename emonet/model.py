@@ -100,6 +100,7 @@ class EmoNet(nn.Module):
         super().__init__()
         self.n_expression = n_expression
         self.backbone_frozen = False
+        self.stand_in = False  # the project's stand-in weights (`checkpoint.load_emonet` says so)
 
         self.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=2, padding=3)
         self.bn1 = nn.BatchNorm2d(64)

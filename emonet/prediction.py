@@ -41,11 +41,13 @@ from .crop import DEFAULT_CROP, crop_face, crop_square, face_box, square_from_bo
 from .data import to_tensor
 from .device import amp_enabled
 from .dlib_models import DESCRIPTOR_FILE, LANDMARKS_FILE, MODELS_PACKAGE, Landmarks68
+from .engine import INT8_PREFIX, cached_int8, choose_backend
 from .errors import CheckpointError, EmoNetError
 from .faces import DETECTOR_NAME, MIN_SCORE, detector_version
-from .following import STAGES as FOLLOWING_STAGES, AnalysedFrame, FaceModels, Following, chunks, sampling_step
+from .following import STAGES as FOLLOWING_STAGES
+from .following import AnalysedFrame, FaceModels, Following, chunks, sampling_step
 from .heads import HeadPredictor, SequenceStream, head_record
-from .inference import COMPILED_SUFFIX, compile_model, infer, prepare
+from .inference import COMPILED_SUFFIX, infer, make_runner
 from .io import sha256_file, write_json
 from .media import Source
 from .people import NO_FACE, NOT_FOLLOWED
@@ -82,12 +84,13 @@ class PredictionModel:
     (colour space, crop, precision)."""
 
     kind: str  # zero_shot, feature_head or emonet (fine-tuned)
-    network: torch.nn.Module
+    network: Callable  # the torch network or the ONNX Runtime engine (`inference.make_runner`)
     head: HeadPredictor | None
     color_space: str
     crop: str
     amp: bool
     identity: dict  # what the run folder records; another model is refused there
+    notes: dict  # recorded beside it: how EmoNet runs (every fp32 backend gives the same values), stand-in weights
 
     @property
     def expressions(self) -> tuple[str, ...]:
@@ -97,10 +100,12 @@ class PredictionModel:
 
 
 def load_model(model_path: str | None, pretrained_path: str, crop: str, amp: bool | None, compile_: bool | None,
-               device: torch.device) -> PredictionModel:
+               device: torch.device, backend: str = "auto", threads: int | None = None) -> PredictionModel:
     """The model of a prediction run, its input settings from its own record (see the module docstring).
 
-    `amp` and `compile_` None take the record's precision; a value that contradicts the record is refused.
+    `amp` and `compile_` None take the record's precision; a value that contradicts the record is refused. `backend`
+    and `threads`: how EmoNet runs (`engine.choose_backend`); a head trained on int8 features runs on the very engine
+    that made them.
     """
     if model_path and not Path(model_path).is_file():
         raise CheckpointError(f"--model_path {model_path}: file not found")
@@ -123,7 +128,9 @@ def load_model(model_path: str | None, pretrained_path: str, crop: str, amp: boo
         kind, head = "emonet", None
         record_precision = "bf16" if (ckpt.get("args") or {}).get("amp") else "fp32"
         recorded = {"color_space": settings.get("color_space"), "crop": settings.get("crop")}
-    network, _ = load_emonet(model_path if kind == "emonet" else pretrained_path, device)
+    weights = model_path if kind == "emonet" else pretrained_path
+    network, _ = load_emonet(weights, device)
+    stand_in = network.stand_in
     if ckpt is not None and not trained_from:
         logger.warning("%s records no EmoNet checkpoint (the seed's manifest format): its features are assumed to come "
                        "from %s", model_path, pretrained_path)
@@ -137,10 +144,15 @@ def load_model(model_path: str | None, pretrained_path: str, crop: str, amp: boo
         logger.warning("the model was trained on %s crops; --crop %s gives it input unlike what it learned from",
                        recorded["crop"], chosen_crop)
     use_amp, use_compile = _precision(record_precision, amp, compile_, device)
-    network = prepare(network)
-    if use_compile:
-        network = compile_model(network, device, use_amp, 1)[0]
-    precision = ("bf16" if use_amp else "fp32") + (COMPILED_SUFFIX if use_compile else "")
+    int8 = bool(record_precision and record_precision.startswith(INT8_PREFIX))
+    choice = choose_backend(backend, device, use_amp, use_compile, int8, threads)
+    weights_sha = sha256_file(weights)
+    if int8:
+        network = cached_int8(weights_sha, record_precision, network.n_expression, choice.threads)
+        precision = record_precision
+    else:
+        network = make_runner(network, device, choice, use_amp, use_compile, 1, weights_sha)[0]
+        precision = ("bf16" if use_amp else "fp32") + (COMPILED_SUFFIX if use_compile else "")
     identity = {"model": kind, "model_path": str(Path(model_path).resolve()) if model_path else None,
                 "model_sha256": sha256_file(model_path) if model_path else None,
                 "pretrained_path": str(Path(pretrained_path).resolve()), "pretrained_sha256": pretrained_sha,
@@ -149,7 +161,8 @@ def load_model(model_path: str | None, pretrained_path: str, crop: str, amp: boo
                 "detector": {"name": DETECTOR_NAME, "version": detector_version(), "min_score": MIN_SCORE},
                 "landmarks": f"dlib 68-point shape predictor ({MODELS_PACKAGE}/{LANDMARKS_FILE})",
                 "identity_descriptor": f"dlib ResNet 128-d ({MODELS_PACKAGE}/{DESCRIPTOR_FILE})"}
-    return PredictionModel(kind, network, head, recorded["color_space"], chosen_crop, use_amp, identity)
+    return PredictionModel(kind, network, head, recorded["color_space"], chosen_crop, use_amp, identity,
+                           {"engine": choice.record(), "stand_in_weights": stand_in})
 
 
 def _precision(recorded: str | None, amp: bool | None, compile_: bool | None, device: torch.device) -> tuple[bool, bool]:

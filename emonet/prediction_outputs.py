@@ -18,7 +18,9 @@ from the folder, offline).
 """
 import html
 import json
+import logging
 import shutil
+import textwrap
 from collections.abc import Iterator
 from itertools import chain
 from pathlib import Path
@@ -32,7 +34,9 @@ from .io import atomic_open, atomic_path, save_figure, write_json, write_text
 from .media import Source, video_writer
 from .prediction import FACE, INPUTS_DIR, SUMMARY_FILE, InputResult, PredictionModel
 from .prediction_state import Row
-from .text import number
+from .text import number, plural
+
+logger = logging.getLogger(__name__)
 
 CSV_FILE = "predictions.csv"
 PEOPLE_FILE = "people.csv"
@@ -50,15 +54,24 @@ QUADRANTS = (("share_vpos_apos", True, True), ("share_vneg_apos", False, True), 
              ("share_vpos_aneg", True, False))
 # Beyond this many points per person a time plot shows means over equal time bins.
 MAX_PLOT_POINTS = 4000
-# The valence-arousal plane drawn in a corner of a rendered frame, in pixels; frame rate of a video without one.
-PLANE_SIZE = 120
+# A folder's plot names its images on the axis up to this many.
+MAX_NAMED_STILLS = 30
+# The panel beside a rendered frame with the valence-arousal plane, in pixels (its margin; markers beyond the scale
+# are spread along the plane's edge this far apart); frame rate of a video without one.
+PANEL_WIDTH = 180
 PLANE_MARGIN = 12
+CLAMPED_SPACING = 11
 DEFAULT_RENDER_FPS = 25.0
 BROWSER_FOURCC = "VP80"
 
 
 def person_colour(person: int) -> tuple[int, int, int]:
     return PERSON_COLOURS[(int(person) - 1) % len(PERSON_COLOURS)]
+
+
+def person_line(person: int) -> str:
+    """The time plot's line style: people beyond the colours' number share a colour with someone, not a style."""
+    return ("-", "--", ":", "-.")[(int(person) - 1) // len(PERSON_COLOURS) % 4]
 
 
 def columns(model: PredictionModel) -> list[str]:
@@ -149,11 +162,17 @@ def finish_input(output_dir: Path, source: Source, result: InputResult, model: P
         made["png"] = files["png"]
     if render:
         made |= render_input(source, files, result)
+    warnings = [result.truncated] if result.truncated else []
+    outside = int(((rows[list(DIMENSIONS)].abs() > LABEL_MAX) & rows[list(DIMENSIONS)].notna()).any(axis=1).sum())
+    if outside:
+        warnings.append(f"{plural(outside, 'row')} with valence or arousal outside AFEW-VA's scale [{LABEL_MIN:g}, "
+                        f"{LABEL_MAX:g}]" + (" (EmoNet's stand-in weights)" if model.notes.get("stand_in_weights") else ""))
+        logger.warning("%s: %s", source.path, warnings[-1])
     entry = {"input": str(source.path), "name": source.name, "kind": source.kind, "frames": result.frames,
              "analysed_frames": result.analysed, "sample_fps": result.sample_fps, "faces": result.faces,
              "people": [dict(row, thumbnail=thumbnails.get(row["person"])) for row in people],
              "shots": result.shots, "fps": result.fps, "unreadable_frames": result.unreadable,
-             "complete": result.truncated is None, "warnings": [result.truncated] if result.truncated else [],
+             "complete": result.truncated is None, "warnings": warnings, "values_outside_scale": outside,
              "box_crops_for_implausible_landmarks": result.box_crops, "identity_descriptions": result.descriptions,
              "error": None, "seconds": result.seconds,
              "outputs": {k: p.relative_to(output_dir).as_posix() for k, p in made.items()}}  # the folder may move
@@ -194,20 +213,23 @@ def _time(value) -> float | None:
 
 
 # -- the time plot ------------------------------------------------------------------------------------------------------
-def plot_people(rows: pd.DataFrame, model: PredictionModel, source: Source, path: Path) -> None:
-    """Valence and arousal over time (or frame), one line per person in their colour, broken where they are not seen;
-    frames without anybody shaded; a smooth head's values before smoothing as a thin line under each."""
+def plot_people(rows: pd.DataFrame, model: PredictionModel, source: Source, path: Path):
+    """Valence and arousal over time (or frame), one line per person in their colour, broken where they are not seen,
+    shot cuts dashed; a folder's photos as points named by file; frames without anybody shaded; a smooth head's values
+    before smoothing as a thin line under each. Returns the (closed) figure."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     timed = bool(rows["time_s"].notna().all())
-    xname, xlabel = ("time_s", "time (s)") if timed else ("frame", "frame")
+    stills = source.kind != "video"  # a folder's photos are separate pictures: points, no lines between them
+    xname, xlabel = ("time_s", "time (s)") if timed else ("frame", "image" if stills else "frame")
     frames = rows.drop_duplicates("frame")
     x_all = frames[xname].to_numpy(dtype=np.float64)
     step = float(np.median(np.diff(x_all))) if len(x_all) > 1 else 1.0
     faces = rows[rows["status"] == FACE]
+    cuts = frames[frames["shot"].diff() > 0][xname].to_numpy(dtype=np.float64) if not stills else np.array([])
     fig, axes = plt.subplots(2, 1, figsize=(11, 5.8), sharex=True, layout="constrained")
     binned = False
     for ax, d in zip(axes, DIMENSIONS, strict=True):
@@ -221,17 +243,27 @@ def plot_people(rows: pd.DataFrame, model: PredictionModel, source: Source, path
             x, y = np.insert(x, gaps, np.nan), np.insert(y, gaps, np.nan)
             if raw is not None:
                 ax.plot(x, np.insert(raw, gaps, np.nan), color=colour, lw=0.7, alpha=0.4)
-            ax.plot(x, y, color=colour, lw=1.6, marker="o" if len(x) <= 60 else None, ms=3, label=f"person {person}")
+            ax.plot(x, y, color=colour, lw=0 if stills else 1.6, marker="o" if stills or len(x) <= 60 else None,
+                    ms=6 if stills else 3, label=f"person {person}", ls=person_line(person))
         for status, shade in (("no face", "0.88"), ("face not followed", "0.8"), ("unreadable", "mistyrose")):
             for start, stop in _runs((frames["status"] == status).to_numpy()):
                 ax.axvspan(x_all[start] - step / 2, x_all[stop - 1] + step / 2, color=shade, lw=0, zorder=0)
+        for k, cut in enumerate(cuts):
+            ax.axvline(cut - step / 2, color="k", ls="--", lw=0.8, label="shot cut" if k == 0 else None)
         ax.axhline(0, color="k", lw=0.6)
         values = np.asarray(faces[d], dtype=float)
         values = values[np.isfinite(values)]  # none where nobody was found: the label scale alone
-        lo = min(LABEL_MIN, float(np.min(values, initial=0))) - 0.5
-        hi = max(LABEL_MAX, float(np.max(values, initial=0))) + 0.5
-        ax.set(ylabel=d, ylim=(lo, hi))
+        lo = min(LABEL_MIN, float(np.min(values, initial=0)))
+        hi = max(LABEL_MAX, float(np.max(values, initial=0)))
+        pad = max(0.5, 0.04 * (hi - lo))  # no point on the frame's edge, whatever the range
+        ax.set(ylabel=d, ylim=(lo - pad, hi + pad))
         ax.grid(alpha=0.3)
+    if stills:  # whole images on the axis: each tick one picture, named where there are few
+        axes[-1].set_xticks(frames["frame"].to_numpy())
+        named = len(frames) <= MAX_NAMED_STILLS and frames["file"].astype(bool).all()
+        axes[-1].set_xticklabels(frames["file"] if named else frames["frame"], rotation=30 if named else 0,
+                                 ha="right" if named else "center", fontsize=8)
+        axes[-1].set_xlim(x_all[0] - 0.5, x_all[-1] + 0.5)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside right upper", fontsize=8, frameon=False)
     shaded = [name for name, status in (("grey: nobody", "no face"), ("dark grey: face not followed", "face not followed"),
@@ -242,10 +274,14 @@ def plot_people(rows: pd.DataFrame, model: PredictionModel, source: Source, path
             "emonet": "fine-tuned EmoNet"}[model.kind]
     smooth = (f", thin lines before smoothing (sigma {number(model.head.sigma, 1)} frames)"
               if model.head is not None and model.head.kind == "smooth" else "")
-    fig.suptitle(f"{source.path.name}: {what}, {model.color_space} input, {model.crop} crop{smooth}; "
-                 f"{faces['person'].nunique()} people in {len(frames)} frames", fontsize=10)
+    fig.suptitle(textwrap.fill(f"{source.path.name}: {what}, {model.color_space} input, {model.crop} crop{smooth}; "
+                 f"{plural(faces['person'].nunique(), 'person', 'people')} in "
+                 f"{plural(len(frames), 'image' if stills else 'frame')}"
+                 + ("; EmoNet's stand-in weights: the values say nothing about faces" if model.notes.get("stand_in_weights")
+                    else ""), 120), fontsize=10)
     save_figure(fig, path)
     plt.close(fig)
+    return fig
 
 
 def _bin_means(x: np.ndarray, y: np.ndarray, raw: np.ndarray | None):
@@ -268,21 +304,14 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 
 # -- rendering ----------------------------------------------------------------------------------------------------------
 def annotate(rgb: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
-    """One rendered frame: each face's box in its person's colour with the person and values above it, a marker per
-    person on the valence-arousal plane; a frame without anybody says why."""
+    """One rendered frame: the picture with each face's box in its person's colour and the person and values above it,
+    and beside it (never over a face) a panel with the valence-arousal plane, a marker per person labelled with the
+    person (a value beyond the scale is drawn hollow at the plane's edge, moved along it so that none hides another),
+    and why a frame has nobody."""
     out = rgb.copy()
     h, w = out.shape[:2]
-    x0, y0 = w - PLANE_SIZE - PLANE_MARGIN, PLANE_MARGIN
-    centre = (x0 + PLANE_SIZE // 2, y0 + PLANE_SIZE // 2)
-    panel = out[y0 : y0 + PLANE_SIZE, x0 : x0 + PLANE_SIZE]
-    panel[:] = (panel * 0.35).astype(out.dtype)  # darkened, so that axes and markers read on any background
-    cv2.rectangle(out, (x0, y0), (x0 + PLANE_SIZE, y0 + PLANE_SIZE), (255, 255, 255), 1)
-    cv2.line(out, (x0, centre[1]), (x0 + PLANE_SIZE, centre[1]), (200, 200, 200), 1)
-    cv2.line(out, (centre[0], y0), (centre[0], y0 + PLANE_SIZE), (200, 200, 200), 1)
-    cv2.putText(out, "valence", (x0 + PLANE_SIZE - 46, centre[1] + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
-                cv2.LINE_AA)
-    cv2.putText(out, "arousal", (centre[0] + 4, y0 + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
     faces = rows[rows["status"] == FACE]
+    taken: list = []
     for _, row in faces.iterrows():
         colour = person_colour(row["person"])
         box = [int(round(row[k])) for k in ("x1", "y1", "x2", "y2")]
@@ -290,23 +319,60 @@ def annotate(rgb: np.ndarray, rows: pd.DataFrame) -> np.ndarray:
         text = f"person {row['person']}"
         if not np.isnan(row["valence"]):
             text += f"  v {number(row['valence'], 1, sign=True)}  a {number(row['arousal'], 1, sign=True)}"
-        _label(out, text, (box[0], box[1]), colour)
-        if not np.isnan(row["valence"]):
-            v, a = (np.clip(row[d] / LABEL_MAX, -1, 1) for d in DIMENSIONS)
-            cv2.circle(out, (int(centre[0] + v * PLANE_SIZE / 2), int(centre[1] - a * PLANE_SIZE / 2)), 5, colour, -1,
-                       cv2.LINE_AA)
+        _label(out, text, box, colour, taken)
+    panel = np.full((h, PANEL_WIDTH, 3), 24, np.uint8)
+    size = min(PANEL_WIDTH - 2 * PLANE_MARGIN, h - 2 * PLANE_MARGIN - 30)
+    x0, y0 = (PANEL_WIDTH - size) // 2, PLANE_MARGIN + 14
+    centre = (x0 + size // 2, y0 + size // 2)
+    cv2.rectangle(panel, (x0, y0), (x0 + size, y0 + size), (255, 255, 255), 1)
+    cv2.line(panel, (x0, centre[1]), (x0 + size, centre[1]), (150, 150, 150), 1)
+    cv2.line(panel, (centre[0], y0), (centre[0], y0 + size), (150, 150, 150), 1)
+    cv2.putText(panel, "valence", (x0 + size - 44, centre[1] + 12), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    cv2.putText(panel, "arousal", (centre[0] + 4, y0 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, (255, 255, 255), 1, cv2.LINE_AA)
+    clamped = 0
+    for _, row in faces.iterrows():
+        if np.isnan(row["valence"]):
+            continue
+        colour = person_colour(row["person"])
+        v, a = (float(row[d]) / LABEL_MAX for d in DIMENSIONS)
+        inside = abs(v) <= 1 and abs(a) <= 1
+        point = np.array([centre[0] + np.clip(v, -1, 1) * size / 2, centre[1] - np.clip(a, -1, 1) * size / 2])
+        if not inside:  # moved along the edge by the markers clamped before it
+            along = np.array([0.0, 1.0]) if abs(v) > 1 else np.array([1.0, 0.0])
+            point = np.clip(point + along * CLAMPED_SPACING * clamped, [x0, y0], [x0 + size, y0 + size])
+            clamped += 1
+        x, y = int(round(point[0])), int(round(point[1]))
+        cv2.circle(panel, (x, y), 5, colour, -1 if inside else 2, cv2.LINE_AA)
+        cv2.putText(panel, str(row["person"]), (x + 7, y + 4), cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
+    if clamped:
+        cv2.putText(panel, "hollow: beyond the scale", (PLANE_MARGIN, y0 + size + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.33,
+                    (200, 200, 200), 1, cv2.LINE_AA)
     if faces.empty and len(rows):
-        _label(out, rows["status"].iloc[0], (PLANE_MARGIN, h - PLANE_MARGIN - 16), (255, 120, 120))
-    return out
+        cv2.putText(panel, rows["status"].iloc[0], (PLANE_MARGIN, min(h - 8, y0 + size + 34)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.45, (255, 120, 120), 1, cv2.LINE_AA)
+    return np.concatenate([out, panel], axis=1)
 
 
-def _label(image: np.ndarray, text: str, corner: tuple[int, int], colour: tuple[int, int, int]) -> None:
-    """`text` on a dark band just above `corner` (inside the frame), so that it reads on any background."""
+def _label(image: np.ndarray, text: str, box: list[int], colour: tuple[int, int, int], taken: list) -> None:
+    """`text` on a dark band just above `box` (x1, y1, x2, y2), or just below it where a label drawn before (`taken`,
+    their bands) is in the way, inside the frame, so that it reads on any background and no label hides another."""
     (width, height), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
-    x = int(np.clip(corner[0], 2, max(2, image.shape[1] - width - 6)))
-    y = int(np.clip(corner[1] - 6, height + 4, image.shape[0] - baseline - 2))
-    cv2.rectangle(image, (x - 3, y - height - 4), (x + width + 3, y + baseline + 1), (0, 0, 0), -1)
-    cv2.putText(image, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+    x = int(np.clip(box[0], 2, max(2, image.shape[1] - width - 6)))
+    places = []
+    for y in (box[1] - 6, box[3] + height + 6):
+        y = int(np.clip(y, height + 4, image.shape[0] - baseline - 2))
+        band = (x - 3, y - height - 4, x + width + 3, y + baseline + 1)
+        places.append(band)
+        if not any(b[0] < band[2] and band[0] < b[2] and b[1] < band[3] and band[1] < b[3] for b in taken):
+            break
+    band = places[-1]
+    taken.append(band)
+    cv2.rectangle(image, band[:2], band[2:], (0, 0, 0), -1)
+    cv2.putText(image, text, (band[0] + 3, band[3] - baseline - 1), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colour, 1, cv2.LINE_AA)
+
+
+_NOBODY = pd.DataFrame(columns=["status"])  # before the first analysed frame: the panel alone
 
 
 def _rows_by_frame(path: Path) -> Iterator[tuple[int, pd.DataFrame]]:
@@ -341,13 +407,13 @@ def render_input(source: Source, files: dict[str, Path], result: InputResult) ->
                 cv2.imwrite(str(tmp), cv2.cvtColor(annotate(frame.rgb, current[1]), cv2.COLOR_RGB2BGR))
         return {"image" if folder is None else "folder": folder or files["image"]}
     first = next(frames)
-    size = (first.rgb.shape[1], first.rgb.shape[0])
+    size = (first.rgb.shape[1] + PANEL_WIDTH, first.rgb.shape[0])
     fps = result.fps or DEFAULT_RENDER_FPS
     with video_writer(files["mp4"], fps, size) as write_mp4, video_writer(files["webm"], fps, size, BROWSER_FOURCC) as write_webm:
         for frame in chain([first], frames):
             while upcoming is not None and upcoming[0] <= frame.index:
                 current, upcoming = upcoming, next(groups, None)
-            shown = annotate(frame.rgb, current[1]) if current is not None else frame.rgb
+            shown = annotate(frame.rgb, current[1] if current is not None else _NOBODY)
             write_mp4(shown)
             write_webm(shown)
     return {"mp4": files["mp4"], "webm": files["webm"]}
@@ -411,13 +477,16 @@ def report_html(identity: dict, options: dict, entries: list[dict]) -> str:
              f"{e('every frame' if not options.get('sample_fps') else str(options['sample_fps']) + ' a second')}. "
              "Values on the AFEW-VA scale [-10, 10]; a person's id holds across the input (see the guide for what ids "
              "can and cannot do).</p>"]
+    if identity.get("stand_in_weights"):
+        parts.append('<p class="err">EmoNet ran with this project\'s stand-in weights (deterministic, untrained: the tests\' '
+                     "and the demo's), not the released network: these values say nothing about the faces.</p>")
     for entry in entries:
         parts.append(f"<section><h2>{e(Path(entry['input']).name)}</h2>")
         if entry["error"]:
             parts.append(f'<p class="err">Not predicted: {e(entry["error"])}</p></section>')
             continue
-        parts.append(f"<p>{e(entry['kind'])}, {entry['frames']} frames ({entry['analysed_frames']} analysed), "
-                     f"{len(entry['people'])} people, {entry['shots']} shots"
+        parts.append(f"<p>{e(entry['kind'])}, {plural(entry['frames'], 'frame')} ({entry['analysed_frames']} analysed), "
+                     f"{plural(len(entry['people']), 'person', 'people')}, {plural(entry['shots'], 'shot')}"
                      + "".join(f'; <span class="err">{e(w)}</span>' for w in entry["warnings"]) + "</p>")
         if entry["people"]:
             head = ["", "person", "frames", "seconds", "first", "last", "valence mean", "median", "sd", "arousal mean",

@@ -4,7 +4,6 @@ Used by the tests, the benchmarks and `compare_color_spaces.py --demo`. The weig
 `tests/data/emonet_golden.npz` were computed with (see `../shared/reference/README.md`).
 """
 import json
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,30 +14,16 @@ import torch
 from .constants import FEATURE_DIM, FLIP_ORDER_68, IMAGE_SIZE, LABEL_MAX, LABEL_MIN, LABEL_SCALE, NUM_LANDMARKS
 from .manifest import write_manifest
 from .model import EmoNet
+from .stand_in import stand_in_tensor
 
 
 def deterministic_state_dict(n_expression: int = 8, prefix: str = "", with_num_batches_tracked: bool = True) -> dict:
-    """EmoNet state dict filled from `default_rng(crc32(name))`; `prefix="module."` mimics the released files."""
+    """EmoNet state dict of the stand-in weights (`stand_in.py`); `prefix="module."` mimics the released files."""
     out = {}
     for name, ref in EmoNet(n_expression).state_dict().items():
-        shape = tuple(ref.shape)
-        rng = np.random.default_rng(zlib.crc32(name.encode()))
-        if name.endswith("num_batches_tracked"):
-            if not with_num_batches_tracked:
-                continue
-            out[prefix + name] = torch.zeros(shape, dtype=torch.int64)
+        if name.endswith("num_batches_tracked") and not with_num_batches_tracked:
             continue
-        if name.endswith("running_mean"):
-            value = 0.1 * rng.standard_normal(shape)
-        elif name.endswith("running_var"):
-            value = rng.uniform(0.5, 1.5, shape)
-        elif len(shape) >= 2:
-            value = rng.standard_normal(shape) * np.sqrt(1.0 / np.prod(shape[1:]))
-        elif name.endswith("weight"):
-            value = rng.uniform(0.5, 1.0, shape)
-        else:
-            value = 0.05 * rng.standard_normal(shape)
-        out[prefix + name] = torch.from_numpy(np.asarray(value, dtype=np.float32))
+        out[prefix + name] = torch.from_numpy(stand_in_tensor(name, tuple(ref.shape)))
     return out
 
 

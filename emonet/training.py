@@ -14,6 +14,7 @@ uninterrupted one.
 import logging
 import math
 import os
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from torch import nn
 
 from .checkpoint import read_checkpoint
 from .errors import CheckpointError, EmoNetError
-from .io import save_figure, save_torch, write_json, write_text
+from .io import check_writable, save_figure, save_torch, write_json, write_text
 from .losses import ccc_per_dim
 from .runs import check_kind
 from .splits import selection_side
@@ -96,6 +97,7 @@ def check_output_dir(output_dir: Path, resume: str | None, overwrite: bool) -> N
     check_kind(output_dir, "training")
     found = run_files(output_dir)
     if not found or overwrite or (resume and Path(resume).resolve().parent == output_dir.resolve()):
+        check_writable(output_dir)
         return
     raise EmoNetError(f"{output_dir} already holds a training run ({', '.join(p.name for p in found[:3])}"
                       f"{', ...' if len(found) > 3 else ''}): pass --resume {output_dir / 'last.pth'} to continue "
@@ -170,6 +172,7 @@ class TrainingRun:
     state: Callable[[], dict]
     restore: Callable[[dict], None]
     is_main: bool = True  # under torchrun only rank 0 writes files and prints epoch lines
+    keep_checkpoints: int = 3  # checkpoint_epoch_N.pth kept, the latest ones (0: every one)
     history: list = field(default_factory=list)
     start_epoch: int = 1
     best_metric: float = -math.inf
@@ -226,11 +229,20 @@ class TrainingRun:
                 save_torch(ckpt, out / "best_model.pth")
             if self.save_freq and epoch % self.save_freq == 0:
                 save_torch(ckpt, out / f"checkpoint_epoch_{epoch}.pth")
+                self._drop_old_checkpoints()
                 plot_curves(self.history, out / "training_curves.png", self.best_epoch, self.title, selection_of(self.meta))
             write_log(self.history, self.best_epoch, out, selection_of(self.meta))
         extra = "".join(f"  {k} {v:g}" for k, v in row.items() if k not in LOG_COLUMNS)
         logger.info("%s: epoch %d/%d  train %.4f  val %.4f  CCC v %.4f a %.4f%s%s", self.name, epoch, self.epochs,
                     train_loss, val["loss"], val["valence_CCC"], val["arousal_CCC"], extra, "  (best)" if improved else "")
+
+    def _drop_old_checkpoints(self) -> None:
+        """Keep the `keep_checkpoints` latest checkpoint_epoch_N.pth (52 files after 529 epochs otherwise)."""
+        if not self.keep_checkpoints:
+            return
+        saved = sorted(self.output_dir.glob(EPOCH_CHECKPOINTS), key=lambda p: int(p.stem.rsplit("_", 1)[1]))
+        for old in saved[:-self.keep_checkpoints]:
+            old.unlink()
 
     @property
     def title(self) -> str:
@@ -336,8 +348,14 @@ def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None, 
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     for key, label in (("val_valence_CCC", "valence"), ("val_arousal_CCC", "arousal"), ("val_mean_CCC", "mean")):
         ax_ccc.plot(epochs, [r[key] for r in history], marker=marker, ms=4, label=label)
-    ax_ccc.set(xlabel="epoch", ylabel="CCC",
-               title=f"{SIDE_NAMES.get(side, side).capitalize()} CCC (the side the best epoch is chosen on)")
+    ax_ccc.set(xlabel="epoch", ylabel="CCC", title=f"{SIDE_NAMES.get(side, side).capitalize()} CCC (chooses the epoch)")
+    # A CCC axis of at least [-0.05, 0.25] and a loss axis at least 0.1 tall: after one epoch (or a flat run) autoscaling
+    # would spread a few thousandths over the whole plot.
+    cccs = [r[k] for r in history for k in ("val_valence_CCC", "val_arousal_CCC", "val_mean_CCC")]
+    ax_ccc.set_ylim(max(-1.05, min(-0.05, min(cccs) - 0.05)), min(1.05, max(0.25, max(cccs) + 0.05)))
+    losses = [r[k] for r in history for k in ("train_loss", "val_loss")]
+    middle, half = (max(losses) + min(losses)) / 2, max(0.05, (max(losses) - min(losses)) / 2 * 1.1)
+    ax_loss.set_ylim(middle - half, middle + half)
     for ax in (ax_loss, ax_ccc):
         ax.set_xlim(epochs[0] - 0.5, epochs[-1] + 0.5)  # one epoch still gets a range, and a whole-epoch tick
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
@@ -347,7 +365,7 @@ def plot_curves(history: list[dict], path: Path, best_epoch: int | None = None, 
         # Below the axes, never over the curves.
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=4, fontsize=8, frameon=False)
     if title:
-        fig.suptitle(title)
+        fig.suptitle(textwrap.fill(title, 110), fontsize=10)  # a long run name wraps rather than running off the figure
     save_figure(fig, path)
     plt.close(fig)
     return fig

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from emonet.engine import CACHE_ENV
 from emonet.io import sha256_file
 from emonet.manifest import LIST_FORMAT, read_manifest
 from emonet.testing import synthetic_labels, write_afew_va_tree, write_feature_set, write_released_checkpoint
@@ -21,6 +22,14 @@ FIXTURE_FRAMES = 4
 
 # One intra-op thread per test process when pytest-xdist runs several, so that they share the cores.
 torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def engine_cache(tmp_path_factory):
+    """The engine's exported networks go to a folder of the test session, not the user's cache."""
+    folder = tmp_path_factory.mktemp("engine_cache")
+    os.environ[CACHE_ENV] = str(folder)
+    return folder
 
 
 def real_labels() -> dict | None:

@@ -79,15 +79,17 @@ def _extract(*argv):
 def test_aff_wild2_features_keep_split_and_scale_and_load_on_one_scale(tmp_path, released_checkpoint, monkeypatch):
     monkeypatch.chdir(tmp_path)
     root = write_aff_wild2_tree(tmp_path / "aw2", AFF_WILD2)
-    # Its frames are aligned faces without landmarks: the landmark crop is refused before anything is read.
+    # Its frames are aligned faces without landmarks: the landmark crop, asked for, is refused before anything is read;
+    # without --crop, the dataset's own (resize) is taken.
     with pytest.raises(EmoNetError, match="--crop landmarks cannot be used with --dataset aff_wild2"):
-        _extract("--dataset", "aff_wild2", "--dataset_root", root, "--pretrained_path", released_checkpoint)
+        _extract("--dataset", "aff_wild2", "--dataset_root", root, "--crop", "landmarks", "--pretrained_path",
+                 released_checkpoint)
     with pytest.raises(EmoNetError, match="--dataset aff_wild2 needs --dataset_root"):
-        _extract("--dataset", "aff_wild2", "--crop", "resize", "--pretrained_path", released_checkpoint)
-    assert _extract("--dataset", "aff_wild2", "--dataset_root", root, "--crop", "resize",
-                    "--pretrained_path", released_checkpoint) == 0
+        _extract("--dataset", "aff_wild2", "--pretrained_path", released_checkpoint)
+    assert _extract("--dataset", "aff_wild2", "--dataset_root", root, "--pretrained_path", released_checkpoint) == 0
     manifest = read_manifest(tmp_path / "features_manifest.json")
     assert manifest.settings["dataset"] == "aff_wild2" and manifest.label_scale == 1.0 and manifest.has_time
+    assert manifest.settings["crop"] == "resize"
     assert manifest.settings["skipped_by_dataset_rules"] == {"not_annotated": 2}
     by_key = {(s["clip"], s["frame"]): s for s in manifest.samples}
     assert by_key["vid1", "00004"]["split"] == "train" and by_key["vid1", "00004"]["valence"] == 1.0  # its own scale
@@ -220,8 +222,9 @@ def test_the_comparison_of_an_official_split_trains_on_training_scores_validatio
         _official(tmp_path / name, validation)
     base = ["--heads", "frame", "smooth", "--epochs", "2", "--repeats", "2", "--bootstrap", "200", "--output_dir",
             tmp_path / "cmp"]
-    with pytest.raises(EmoNetError, match="official training / validation split"):
-        _compare("--folds", "3", *base)
+    for folds in ("3", "5"):  # 5, the cross-validation's default, too: given, it would be silently ignored
+        with pytest.raises(EmoNetError, match=f"--folds {folds}: aff_wild2 has an official training / validation split"):
+            _compare("--folds", folds, *base)
     _compare("--list_units", *base)
     assert capsys.readouterr().out.split() == ["rgb:0", "rgb:smooth:0", "hsv:0", "hsv:smooth:0",
                                                "rgb:0@1", "rgb:smooth:0@1", "hsv:0@1", "hsv:smooth:0@1"]
@@ -296,7 +299,7 @@ def test_cross_corpus_rows_score_every_unit_on_the_other_corpus(tmp_path, monkey
     base = ["--manifests", *spaces, "--folds", "3", "--epochs", "2", "--bootstrap", "200", "--output_dir", tmp_path / "cmp"]
     _compare(*base)  # first without the other corpus: it is added to the finished comparison by prediction alone
     _compare(*base, "--test_manifests", *tests)
-    assert "6 units predicted aff_wild2's official validation split" in capsys.readouterr().out
+    assert "6 units predicted the official validation split of aff_wild2" in capsys.readouterr().out
     folds = [pd.read_csv(tmp_path / "cmp" / "rgb" / f"fold_{k}" / "cross_aff_wild2.csv", dtype={"clip": str})
              for k in range(3)]
     assert all(set(f["clip"]) == validation for f in folds)  # its validation split, every unit
@@ -311,7 +314,7 @@ def test_cross_corpus_rows_score_every_unit_on_the_other_corpus(tmp_path, monkey
     assert cross["color_spaces"]["hsv"]["vs_reference"]["valence"]["CCC_diff"] == pytest.approx(
         cross["color_spaces"]["hsv"]["headline"]["valence"]["CCC"] - cross["color_spaces"]["rgb"]["headline"]["valence"]["CCC"])
     markdown = (tmp_path / "cmp" / "comparison.md").read_text()
-    assert "## Cross-corpus: trained on AFEW-VA, scored on Aff-Wild2 (VA track)'s official validation split" in markdown
+    assert "## Cross-corpus: trained on AFEW-VA, scored on the official validation split of Aff-Wild2 (VA track)" in markdown
     assert (tmp_path / "cmp" / "cross_corpus.png").is_file() and (tmp_path / "cmp" / "cross_corpus.csv").is_file()
     # --report_only alone reads the test manifests from the units; one that leaves them out would replace the whole.
     _compare("--report_only", "--folds", "3", "--bootstrap", "200", "--output_dir", tmp_path / "cmp")

@@ -110,7 +110,7 @@ def test_ddp_fine_tuning_resumes_keeps_the_backbone_and_validates_every_frame_on
     with intra_op_threads(1):
         evaluate_hsv_model.main(evaluate_hsv_model.get_args_parser().parse_args(
             ["--model_type", "full", "--model_path", str(run / "last.pth"), "--output_dir", str(tmp_path / "eval"),
-             "--num_workers", "0", "--no_progress", "--device", "cpu"]))
+             "--num_workers", "0", "--no_progress", "--device", "cpu", "--backend", "torch"]))  # training's arithmetic
     results = json.loads((tmp_path / "eval" / "evaluation_results.json").read_text())
     assert results["num_samples"] == 2 * len(ckpt["split"]["val"])  # every validation frame (2 a clip), once
     for dim in ("valence", "arousal"):  # to float rounding: training scores [-1, 1], evaluation the raw scale x 10

@@ -158,11 +158,13 @@ def test_fine_tuning_on_an_official_split_of_another_dataset(released_checkpoint
             "--batch_size", "4", "--epochs", "1", "--num_workers", "0", "--no_progress", "--device", "cpu",
             "--freeze_backbone"]
     with pytest.raises(EmoNetError, match="--crop landmarks cannot be used with --dataset aff_wild2"):
-        train_emonet_hsv.main(train_emonet_hsv.get_args_parser().parse_args([*base, "--output_dir", str(tmp_path / "no")]))
-    train_emonet_hsv.main(train_emonet_hsv.get_args_parser().parse_args(
-        [*base, "--crop", "resize", "--official_split", "--inner_val_split", "0.25", "--output_dir", str(tmp_path / "ft")]))
+        train_emonet_hsv.main(train_emonet_hsv.get_args_parser().parse_args(
+            [*base, "--crop", "landmarks", "--output_dir", str(tmp_path / "no")]))
+    train_emonet_hsv.main(train_emonet_hsv.get_args_parser().parse_args(  # without --crop: the dataset's own, resize
+        [*base, "--official_split", "--inner_val_split", "0.25", "--output_dir", str(tmp_path / "ft")]))
     best = torch.load(tmp_path / "ft" / "best_model.pth", weights_only=True)
     assert best["split"]["val"] == ["v0", "v1"] and best["settings"]["dataset"] == "aff_wild2"
+    assert best["settings"]["crop"] == "resize"
     assert sorted(best["split"]["train"] + best["split"]["inner_val"]) == ["t0", "t1", "t2", "t3"]
     # Evaluated on its own dataset: the checkpoint's split (the official validation split), on AFEW-VA's scale.
     results, rows = _evaluate(tmp_path / "eval", "--model_path", str(tmp_path / "ft" / "best_model.pth"), "--model_type", "full")

@@ -18,6 +18,7 @@ from emonet.faces import MIN_SCORE, Face, FaceDetector
 from emonet.io import sha256_file
 from emonet.people import THE_FACE, LargestFaceFollower
 from emonet.prediction import landmark_square
+from emonet.prediction_outputs import PANEL_WIDTH
 from emonet.training import CHECKPOINT_FORMAT
 from emonet.testing import (deterministic_state_dict, landmark_template, write_afew_va_tree, write_face_video)
 
@@ -142,9 +143,10 @@ def test_the_plot_and_the_rendered_video(zero_shot, footage):
     frames = []
     while (ok := capture.read())[0]:
         frames.append(ok[1])
-    assert len(frames) == FACE_FRAMES + EMPTY_FRAMES and frames[0].shape == (240, 320, 3)
+    # The picture and, beside it, the panel with the valence-arousal plane.
+    assert len(frames) == FACE_FRAMES + EMPTY_FRAMES and frames[0].shape == (240, 320 + PANEL_WIDTH, 3)
     plain = cv2.VideoCapture(str(footage / "walk.mp4")).read()[1]
-    assert np.abs(frames[0].astype(int) - plain.astype(int)).mean() > 5  # annotated
+    assert np.abs(frames[0][:, :320].astype(int) - plain.astype(int)).mean() > 1  # the face boxed and labelled
     capture = cv2.VideoCapture(str(out / f"{name}.webm"))  # the browser's copy, for report.html
     assert sum(1 for _ in iter(lambda: capture.read()[0] or None, None)) == FACE_FRAMES + EMPTY_FRAMES
     stills = next(e for e in json.loads((out / "predictions.json").read_text())["inputs"] if e["kind"] == "folder")
@@ -209,16 +211,19 @@ def test_an_afew_va_tree_stored_as_jpg_is_extracted(released_checkpoint, tmp_pat
     assert len(manifest_as_list(tmp_path / "m.json")["samples"]) == 2
 
 
-def test_an_empty_folder_and_a_missing_path_are_named(released_checkpoint, footage, tmp_path, caplog):
+def test_an_empty_folder_is_listed_and_a_missing_path_refused_at_once(released_checkpoint, footage, tmp_path, caplog):
     (tmp_path / "empty").mkdir()
-    status = _predict("--inputs", tmp_path / "empty", tmp_path / "nowhere.mp4", footage / "stills" / "01_still.jpg",
+    with pytest.raises(EmoNetError, match=r"--inputs: .*nowhere\.mp4: not found"):  # a typo: said before any work
+        _predict("--inputs", tmp_path / "empty", tmp_path / "nowhere.mp4", "--pretrained_path", released_checkpoint,
+                 "--output_dir", tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    status = _predict("--inputs", tmp_path / "empty", footage / "stills" / "01_still.jpg",
                       "--pretrained_path", released_checkpoint, "--output_dir", tmp_path / "out", "--crop", "box")
     assert status == 1
     errors = {e["input"]: e["error"] for e in json.loads((tmp_path / "out" / "predictions.json").read_text())["inputs"]}
     assert "the folder holds no image" in errors[str(tmp_path / "empty")]
-    assert "nowhere.mp4: not found" in errors[str(tmp_path / "nowhere.mp4")]
     assert errors[str(footage / "stills" / "01_still.jpg")] is None  # the coffee: predicted, no face found
-    assert sum(r.levelname == "ERROR" for r in caplog.records) == 2
+    assert sum(r.levelname == "ERROR" for r in caplog.records) == 1
 
 
 def test_landmarks_that_do_not_fit_the_face_fall_back_to_the_box():

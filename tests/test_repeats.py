@@ -11,7 +11,7 @@ from scipy import stats
 
 import compare_color_spaces
 from conftest import clip_labels, write_spaces
-from emonet.cv_statistics import corrected_resampled_ttest
+from emonet.cv_statistics import corrected_ccc_interval, corrected_resampled_ttest
 from emonet.errors import EmoNetError
 
 N_CLIPS = 30
@@ -77,11 +77,11 @@ def test_the_report_leads_with_the_repeated_figures(repeated):
         entry = hsv["heads"][head]
         assert [r["repeat"] for r in entry["repeats"]] == [0, 1, 2]
         assert entry["repeats"][0]["pooled"]["valence"]["CCC"] == entry["pooled"]["valence"]["CCC"]
-        # The headline CCC is the mean of the 3 x K fold CCCs, with the corrected-t interval.
+        # The headline CCC is the mean of the 3 x K fold CCCs, with the corrected-t interval on Fisher's z scale.
         folds = [f["arousal"]["CCC"] for r in entry["repeats"] for f in r["folds"]]
         lead = entry["headline"]["arousal"]
         assert lead["statistic"] == "corrected resampled t-test" and lead["CCC"] == pytest.approx(np.mean(folds))
-        assert lead["CCC_ci"] == corrected_resampled_ttest([folds[i:i + FOLDS] for i in range(0, len(folds), FOLDS)])["ci"]
+        assert lead["CCC_ci"] == corrected_ccc_interval([folds[i:i + FOLDS] for i in range(0, len(folds), FOLDS)])["ci"]
         for diff in (entry["vs_reference"], entry.get("vs_frame")):
             if diff is None:
                 continue
