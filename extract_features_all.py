@@ -4,31 +4,24 @@
     torchrun --nproc_per_node 4 extract_features_all.py --dataset_root $AFEW_VA_ROOT    # one GPU per process
     python extract_features_all.py --dataset aff_wild2 --dataset_root /data/Aff-Wild2 --crop resize
 
-writes one file a clip, features/<clip>.npz (features, labels, EmoNet's own valence/arousal/expression), the manifest
-features_manifest.json and features/extraction_errors.json, then one summary line. Another --color_space gets its own
-names (features_<space>/, features_<space>_manifest.json). A rerun skips frames already extracted (a
-killed run resumes, with any number of processes); other settings for an existing output folder are refused.
+writes one file a clip, features/<clip>.npz (features, labels, EmoNet's own valence/arousal/expression),
+the manifest features_manifest.json and features/extraction_errors.json, then one summary line. Another --color_space
+gets its own names (features_<space>/, features_<space>_manifest.json). A rerun skips frames already extracted
+(a killed run resumes, with any number of processes); other settings for an existing output folder are refused.
 """
-import argparse
 import sys
 
-from emonet.cli import add_extraction_arguments, run
-from emonet.extraction import ExtractionConfig, extract_features
+from emonet.cli import extraction_main, extraction_parser, run
+
+COLOR_SPACE = "rgb"
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
-    add_extraction_arguments(parser, color_space="rgb")
-    return parser
+    return extraction_parser(__doc__, COLOR_SPACE)
 
 
 def main(args) -> int:
-    result = extract_features(ExtractionConfig.from_args(args))
-    if result is None:  # not rank 0: rank 0 prints the totals of every process
-        return 0
-    print(result.summary())
-    return 1 if args.strict and result.failed else 0
+    return extraction_main(args, print)
 
 
 if __name__ == "__main__":

@@ -23,31 +23,15 @@ images. Long videos stream (memory stays flat) and an interrupted input continue
 finished inputs; a folder made with another model or other options is refused. An input that cannot be read is
 named and listed, the others are predicted, and the exit status is 1.
 """
-import argparse
-import logging
 import sys
-from pathlib import Path
 
-from emonet.cli import add_engine_arguments, run
-from emonet.constants import DEFAULT_PRETRAINED_PATH
-from emonet.device import DEVICE_CHOICES, resolve_device
-from emonet.errors import CheckpointError, EmoNetError, MediaError
-from emonet.io import check_writable
-from emonet.media import discover
-from emonet.following import FACE_MODES
-from emonet.prediction import (CHECKPOINT_FRAMES, CHECKPOINT_SECONDS, CROPS, PredictOptions, Predictor, check_run_folder,
-                               load_model)
-from emonet.prediction_outputs import (earlier_inputs, finish_input, finished, input_files, remove_input, write_rows,
-                                       write_summary)
-from emonet.prediction_state import checkpoint_frame
-from emonet.text import plural
-
-logger = logging.getLogger("emonet")
+from emonet.cli import add_engine_arguments, make_parser, run
+from emonet.constants import DEFAULT_PRETRAINED_PATH, DEVICE_CHOICES, FACE_MODES, PREDICT_CROPS
+from emonet.settings import PredictConfig
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
+    parser = make_parser(__doc__)
     parser.add_argument("--inputs", nargs="+", required=True, metavar="PATH",
                         help="videos, images and folders of images (each folder: one sequence, sorted by name)")
     parser.add_argument("--model_path", default=None,
@@ -63,7 +47,7 @@ def get_args_parser():
     parser.add_argument("--sample_fps", type=float, default=None,
                         help="analyse this many frames a second of each video; the others are neither detected nor "
                              "predicted and get no row (time_s stays true); videos only (default: every frame)")
-    parser.add_argument("--crop", choices=CROPS, default="model",
+    parser.add_argument("--crop", choices=PREDICT_CROPS, default="model",
                         help="model: the crop the model was trained with (landmarks: EmoNet's crop from 68 points of "
                              "dlib's landmark predictor; resize: the whole frame); box: a square around the detector's "
                              "box; zero-shot's is landmarks (default: model)")
@@ -88,101 +72,13 @@ def get_args_parser():
     return parser
 
 
-def check_args(args, sources) -> None:
-    """Refuse, before any work, what cannot work or would be ignored."""
-    if args.batch_size < 1:
-        raise EmoNetError(f"--batch_size {args.batch_size}: at least 1")
-    missing = [str(s.path) for s in sources if not s.path.exists()]
-    if missing:
-        raise MediaError(f"--inputs: {', '.join(missing)}: not found")
-    if args.sample_fps is not None:
-        if not args.sample_fps > 0:
-            raise EmoNetError(f"--sample_fps {args.sample_fps}: a number of frames a second above 0")
-        stills = [s for s in sources if s.kind != "video"]
-        if stills:
-            raise EmoNetError(f"--sample_fps applies to videos; {stills[0].path} is {'a folder of images' if stills[0].kind == 'folder' else 'an image'}"
-                              ": predict it in a run of its own")
-    if args.model_path and not Path(args.model_path).is_file():
-        raise CheckpointError(f"--model_path {args.model_path}: file not found")
-
-
 def main(args) -> int:
-    sources = discover(args.inputs)
-    check_args(args, sources)
-    check_writable(args.output_dir)
-    device = resolve_device(args.device)
-    model = load_model(args.model_path, args.pretrained_path, args.crop, args.amp, args.compile, device, args.backend,
-                       args.threads)
-    options = PredictOptions(args.faces, args.sample_fps, args.batch_size, progress=not args.no_progress)
-    record = {"faces": args.faces, "sample_fps": args.sample_fps}
-    output_dir = Path(args.output_dir)
-    check_run_folder(output_dir, {**model.identity, "options": record}, args.overwrite)
-    others = earlier_inputs(output_dir, sources)
-    if others:
-        names = ", ".join(Path(e["input"]).name for e in others)
-        if args.overwrite:
-            for entry in others:
-                remove_input(output_dir, entry)
-            print(f"--overwrite: removed the results of {plural(len(others), 'input')} finished earlier in {output_dir}/ "
-                  f"that this command does not name ({names})")
-            others = []
-        else:
-            print(f"{output_dir}/ also holds {plural(len(others), 'input')} finished earlier that this command does not "
-                  f"name ({names}): the combined outputs keep them (--overwrite removes them)")
-    if model.head is not None and model.head.kind == "temporal" and args.sample_fps:
-        logger.warning("--sample_fps with a temporal head: it was trained on consecutive frames, and sees a sampled "
-                       "sequence with most of its positions empty (see the guide)")
-    predictor = Predictor(model, device, options)
-    entries, skipped = [], 0
-    for source in sources:
-        entry = finished(output_dir, source, args.render)
-        if entry is not None:
-            print(f"{source.path}: skipped (finished earlier: {described(entry)})")
-            entries.append(entry)
-            skipped += 1
-            continue
-        try:
-            files = input_files(output_dir, source)
-            result = predictor.run(source, files["parts"],
-                                   lambda path, rows, source=source: write_rows(path, rows, model, source))
-            entry = finish_input(output_dir, source, result, model, args.render)
-        except (EmoNetError, OSError) as exc:  # a bad input: named, listed, and the other inputs go on
-            logger.error("%s", exc)
-            entries.append({"input": str(source.path), "name": source.name, "kind": source.kind, "error": str(exc)})
-            continue
-        except KeyboardInterrupt:
-            write_summary(output_dir, model.identity | model.notes, record, entries + others)
-            raise KeyboardInterrupt(interrupted_at(output_dir, source, len([e for e in entries + others
-                                                                             if not e["error"]]))) from None
-        print(f"{source.path}: {described(entry)} -> {output_dir}/")
-        entries.append(entry)
-    write_summary(output_dir, model.identity | model.notes, record, entries + others)
-    failed = [e for e in entries if e["error"]]
-    said = [f"{predicted} predicted" if (predicted := len(entries) - len(failed) - skipped) else "",
-            f"{skipped} finished earlier" if skipped else "", f"{len(failed)} could not be read" if failed else "",
-            f"{plural(len(others), 'earlier input')} kept" if others else ""]
-    print(f"{plural(len(entries), 'input')}: {', '.join(w for w in said if w)}; predictions.csv, people.csv, "
-          f"predictions.json and report.html in {output_dir}/" + (" (the unread ones listed in predictions.json)"
-                                                                  if failed else ""))
-    return 1 if failed else 0
+    config = PredictConfig.from_args(args)
+    from emonet.prediction_run import run_predictions  # torch and the models: after the flags are checked
 
-
-def described(entry: dict) -> str:
-    warned = f" ({'; '.join(entry['warnings'])})" if entry["warnings"] else ""
-    return (f"{plural(len(entry['people']), 'person', 'people')} in {plural(entry['analysed_frames'], 'analysed frame')}"
-            f"{warned}")
-
-
-def interrupted_at(output_dir: Path, source, finished_inputs: int) -> str:
-    """What is true when Ctrl-C lands during `source`: which inputs are in the combined outputs, and where the same
-    command takes up `source` again."""
-    held = (f"predictions.csv and predictions.json in {output_dir}/ hold the {plural(finished_inputs, 'input')} finished"
-            if finished_inputs else "no input had finished, so there is no predictions.csv yet")
-    state = checkpoint_frame(input_files(output_dir, source)["parts"])
-    where = (f"continues {source.path.name} from frame {state} (its last checkpoint)" if state is not None else
-             f"starts {source.path.name} again (its first checkpoint comes after {CHECKPOINT_FRAMES} analysed frames or "
-             f"{CHECKPOINT_SECONDS:.0f} s)")
-    return f"{held}; the same command {where} and skips the inputs already finished"
+    done = run_predictions(config)
+    print(done.said())
+    return 1 if done.failed else 0
 
 
 if __name__ == "__main__":

@@ -15,29 +15,21 @@ training_curves.png, args.json and split.json into --output_dir (default <color 
 <color space>_<head>_features_training); --resume OUTPUT_DIR/last.pth continues, --overwrite replaces a run
 already there.
 """
-import argparse
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from emonet.cli import add_training_arguments, check_official_split, check_training_args, resume_hint, run
-from emonet.datasets import DATASETS
-from emonet.device import resolve_device
+from emonet.cli import add_training_arguments, make_parser, resume_hint, run
+from emonet.constants import DEFAULT_CLIPS_PER_BATCH, DEFAULT_HEAD, HEAD_DEFAULTS, HEAD_KINDS
 from emonet.errors import EmoNetError
-from emonet.features import HEAD_DEFAULTS, load_feature_set
-from emonet.head_training import DEFAULT_CLIPS_PER_BATCH, HeadUnit, head_config, model_args, train_heads
-from emonet.heads import DEFAULT_HEAD, HEAD_KINDS
-from emonet.manifest import FEATURE_IDENTITY_KEYS, read_manifest, standard_manifests
-from emonet.splits import make_split, official_split, split_indices
-from emonet.training import (RESUME_FIXED_ARGS, check_output_dir, check_resume, load_training_checkpoint,
-                             resume_changes)
+from emonet.settings import HeadConfig, check_official_split
 
 MODEL_TYPE = "feature_head"
 OUTPUT_KIND = "features_training"
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
+    parser = make_parser(__doc__)
     parser.add_argument("--manifest_file", default=None,
                         help="manifest written by extraction (default: the standard manifest in the working folder, "
                              "features_manifest.json for rgb, features_hsv_manifest.json for hsv, ..., when there is "
@@ -55,23 +47,10 @@ def get_args_parser():
     return parser
 
 
-def check_head_args(args, parser) -> None:
-    """Refuse the batch flag of the other kind of head (it would be ignored); fill --clips_per_batch."""
-    if args.head == "temporal":
-        if args.batch_size != parser.get_default("batch_size"):
-            raise EmoNetError("--batch_size counts frames of the frame and smooth heads; the temporal head trains on "
-                              "whole clips: use --clips_per_batch")
-        args.clips_per_batch = args.clips_per_batch or DEFAULT_CLIPS_PER_BATCH
-        if args.clips_per_batch < 1:
-            raise EmoNetError(f"--clips_per_batch {args.clips_per_batch}: at least 1")
-    elif args.clips_per_batch is not None:
-        raise EmoNetError(f"--clips_per_batch applies to --head temporal, not {args.head} (which uses --batch_size)")
-    if not 0 <= args.dropout < 1:
-        raise EmoNetError(f"--dropout {args.dropout}: must be in [0, 1)")
-
-
 def default_manifest(folder: Path) -> Path:
     """The one standard manifest in `folder`; none or several are refused, naming what is there."""
+    from emonet.manifest import standard_manifests
+
     found = standard_manifests(folder)
     if len(found) == 1:
         return next(iter(found.values()))
@@ -83,49 +62,60 @@ def default_manifest(folder: Path) -> Path:
 
 
 def main(args):
-    check_training_args(args)
-    check_head_args(args, get_args_parser())
-    device = resolve_device(args.device)
-    manifest = read_manifest(args.manifest_file or default_manifest(Path.cwd()))
-    manifest.check_head(args.head)
-    check_official_split(args, manifest.dataset, str(manifest.path))
-    kind = "" if args.head == DEFAULT_HEAD else f"{args.head}_"
-    args.output_dir = str(args.output_dir or f"{manifest.color_space or 'unknown'}_{kind}{OUTPUT_KIND}")
-    output_dir = Path(args.output_dir)
-    check_output_dir(output_dir, args.resume, args.overwrite)
-    resumed = load_training_checkpoint(args.resume, MODEL_TYPE) if args.resume else None
+    config = HeadConfig.from_args(args)
+    # After the flags: torch and the rest are slow to import.
+    from emonet.dataset_info import DATASETS
+    from emonet.device import resolve_device
+    from emonet.features import load_feature_set
+    from emonet.head_training import HeadUnit, head_config, model_args, train_heads
+    from emonet.manifest import FEATURE_IDENTITY_KEYS, read_manifest
+    from emonet.splits import make_split, official_split, split_indices
+    from emonet.training import (RESUME_FIXED_ARGS, check_output_dir, check_resume, load_training_checkpoint,
+                                 resume_changes)
+
+    device = resolve_device(config.device)
+    manifest = read_manifest(config.manifest_file or default_manifest(Path.cwd()))
+    manifest.check_head(config.head)
+    check_official_split(config.official_split, manifest.dataset, str(manifest.path))
+    kind = "" if config.head == DEFAULT_HEAD else f"{config.head}_"
+    config = replace(config, output_dir=str(config.output_dir or f"{manifest.color_space or 'unknown'}_{kind}{OUTPUT_KIND}"))
+    output_dir = Path(config.output_dir)
+    check_output_dir(output_dir, config.resume, config.overwrite)
+    resumed = load_training_checkpoint(config.resume, MODEL_TYPE) if config.resume else None
     if resumed:
         before = {**resumed["args"], "head": resumed.get("head", {}).get("kind", DEFAULT_HEAD)}
-        check_resume(args.resume, resumed, args.epochs,
-                     resume_changes(before, vars(args), (*RESUME_FIXED_ARGS, "dropout", "head", "clips_per_batch"))
+        check_resume(config.resume, resumed, config.epochs,
+                     resume_changes(before, asdict(config), (*RESUME_FIXED_ARGS, "dropout", "head", "clips_per_batch"))
                      + resume_changes(resumed["settings"], manifest.described_settings, FEATURE_IDENTITY_KEYS))
-    data_root = Path(args.data_root) if args.data_root else manifest.path.parent
-    data = load_feature_set(manifest, data_root, progress=not args.no_progress)
+    data_root = Path(config.data_root) if config.data_root else manifest.path.parent
+    data = load_feature_set(manifest, data_root, progress=config.progress)
     if resumed:
         split = resumed["split"]
-    elif args.official_split:
-        split = official_split(data.samples, args.split, args.seed, args.inner_val_split)
+    elif config.official_split:
+        split = official_split(data.samples, config.split, config.seed, config.inner_val_split)
     else:
-        split = make_split(data.samples, args.split, args.val_split, args.seed, args.folds, args.fold, args.inner_val_split)
+        split = make_split(data.samples, config.split, config.val_split, config.seed, config.folds, config.fold,
+                           config.inner_val_split)
     indices = split_indices(data.samples, split)
     meta = {
-        "model_type": MODEL_TYPE, "args": vars(args), "split": split, "head": head_config(args.head, args),
-        "model_args": model_args(args.head, args),
-        "settings": {**manifest.described_settings, "manifest_file": str(manifest.path.resolve()), "data_root": str(data_root.resolve())},
+        "model_type": MODEL_TYPE, "args": asdict(config), "split": split, "head": head_config(config.head, config),
+        "model_args": model_args(config.head, config),
+        "settings": {**manifest.described_settings, "manifest_file": str(manifest.path.resolve()),
+                     "data_root": str(data_root.resolve())},
     }
     selection = "inner validation" if len(indices.inner_val) else "validation"
-    print(f"{args.head} head: {len(indices.train)} training, {len(indices.inner_val)} inner validation and "
+    print(f"{config.head} head: {len(indices.train)} training, {len(indices.inner_val)} inner validation and "
           f"{len(indices.val)} validation frames, split by {split['mode']}; best epoch chosen on the {selection} frames; "
           f"outputs in {output_dir}/")
     if DATASETS[manifest.dataset].caveat:
         print(DATASETS[manifest.dataset].caveat, file=sys.stderr)
-    unit = HeadUnit(output_dir, args.head, 0, indices, args.seed, meta, resumed)
-    train_heads([unit], [data], args, device, progress=not args.no_progress)
-    if args.head == "smooth":
+    unit = HeadUnit(output_dir, config.head, 0, indices, config.seed, meta, resumed)
+    train_heads([unit], [data], config, device, progress=config.progress)
+    if config.head == "smooth":
         best = load_training_checkpoint(output_dir / "best_model.pth", MODEL_TYPE)
         print(f"smoothing chosen with epoch {best['best_epoch']}: sigma {best['history'][best['best_epoch'] - 1]['sigma']:g} "
               "frames")
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, get_args_parser().parse_args(), interrupted=resume_hint))
+    sys.exit(run(main, get_args_parser().parse_args(), interrupted=lambda args: resume_hint(args.output_dir)))

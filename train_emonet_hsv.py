@@ -13,27 +13,20 @@ loaded (no gradient, BatchNorm statistics fixed) and trains the emotion branch o
 default; outputs as train_emonet_features.py (best_model.pth by mean CCC on the selection side, last.pth,
 ...) in --output_dir (default <color space>_full_training). Under torchrun, --batch_size is per process.
 """
-import argparse
 import sys
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from emonet.cli import (add_finetune_arguments, add_frame_arguments, add_training_arguments, check_finetune_args,
-                        check_official_split, check_training_args, dataset_root_for, resume_hint, run)
-from emonet.constants import AFEW_VA_ROOT_ENV
-from emonet.distributed import init_distributed
-from emonet.finetune import FINETUNE_DEFAULTS, FINETUNE_FIXED_ARGS, finetune_emonet, load_frames_for
-from emonet.io import sha256_file
-from emonet.splits import make_split, official_split, split_indices
-from emonet.training import (RESUME_FIXED_ARGS, check_output_dir, check_resume, load_training_checkpoint,
-                             resume_changes)
+from emonet.cli import add_finetune_arguments, add_frame_arguments, add_training_arguments, make_parser, resume_hint, run
+from emonet.constants import AFEW_VA_ROOT_ENV, FINETUNE_DEFAULTS
+from emonet.settings import FinetuneConfig, dataset_root_for
 
 MODEL_TYPE = "emonet"
 OUTPUT_KIND = "full_training"
 
 
 def get_args_parser():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     allow_abbrev=False)  # a misspelt or shortened flag is an error, never another flag
+    parser = make_parser(__doc__)
     add_frame_arguments(parser, color_space="hsv")
     parser.add_argument("--data_root", default=None,
                         help="the seed's flag: a folder holding AFEW-VA/ (or the clip folders), used when neither "
@@ -44,53 +37,62 @@ def get_args_parser():
 
 
 def main(args):
-    dist = init_distributed(args.device)
+    config = FinetuneConfig.from_args(args)
+    from emonet.distributed import init_distributed  # after the flags: torch is slow to import
+    from emonet.finetune import check_device
+
+    dist = init_distributed(config.device)
     try:
-        check_training_args(args)
-        check_finetune_args(args, dist)
-        check_official_split(args, args.dataset, f"--dataset {args.dataset}")
-        train(args, dist)
+        check_device(config, dist)
+        train(replace(config, output_dir=config.output_dir or f"{config.color_space}_{OUTPUT_KIND}"), dist)
     finally:
         dist.close()
 
 
-def train(args, dist) -> None:
-    args.output_dir = str(args.output_dir or f"{args.color_space}_{OUTPUT_KIND}")
-    output_dir = Path(args.output_dir)
-    check_output_dir(output_dir, args.resume, args.overwrite)
-    resumed = load_training_checkpoint(args.resume, MODEL_TYPE) if args.resume else None
+def train(config: FinetuneConfig, dist) -> None:
+    from emonet.finetune import FINETUNE_FIXED_ARGS, finetune_emonet, load_frames_for
+    from emonet.io import sha256_file
+    from emonet.splits import make_split, official_split, split_indices
+    from emonet.training import (RESUME_FIXED_ARGS, check_output_dir, check_resume, load_training_checkpoint,
+                                 resume_changes)
+
+    output_dir = Path(config.output_dir)
+    check_output_dir(output_dir, config.resume, config.overwrite)
+    resumed = load_training_checkpoint(config.resume, MODEL_TYPE) if config.resume else None
     settings = {
-        "color_space": args.color_space, "crop": args.crop, "pretrained_path": args.pretrained_path,
-        "pretrained_sha256": sha256_file(args.pretrained_path), "freeze_backbone": args.freeze_backbone,
-        "augment": args.augment, "dataset": args.dataset,
+        "color_space": config.color_space, "crop": config.crop, "pretrained_path": config.pretrained_path,
+        "pretrained_sha256": sha256_file(config.pretrained_path), "freeze_backbone": config.freeze_backbone,
+        "augment": config.augment, "dataset": config.dataset,
     }
     if resumed:
-        check_resume(args.resume, resumed, args.epochs,
-                     resume_changes(resumed["args"], vars(args), (*RESUME_FIXED_ARGS, *FINETUNE_FIXED_ARGS))
+        check_resume(config.resume, resumed, config.epochs,
+                     resume_changes(resumed["args"], asdict(config), (*RESUME_FIXED_ARGS, *FINETUNE_FIXED_ARGS))
                      + resume_changes(resumed["settings"], settings, ("pretrained_sha256",))
                      + resume_changes({"processes": resumed.get("world_size", 1)}, {"processes": dist.world_size},
                                       ("processes",)))
-    dataset_root = Path(dataset_root_for(args.dataset, args.dataset_root, args.data_root)).resolve()
-    frames = load_frames_for(dataset_root, args.limit, args.crop, args.dataset)
+    dataset_root = Path(dataset_root_for(config.dataset, config.dataset_root, config.data_root)).resolve()
+    frames = load_frames_for(dataset_root, config.limit, config.crop, config.dataset)
     samples = [f.sample() for f in frames]
     if resumed:
         split = resumed["split"]
-    elif args.official_split:
-        split = official_split(samples, args.split, args.seed, args.inner_val_split)
+    elif config.official_split:
+        split = official_split(samples, config.split, config.seed, config.inner_val_split)
     else:
-        split = make_split(samples, args.split, args.val_split, args.seed, args.folds, args.fold, args.inner_val_split)
+        split = make_split(samples, config.split, config.val_split, config.seed, config.folds, config.fold,
+                           config.inner_val_split)
     indices = split_indices(samples, split)
-    meta = {"model_type": MODEL_TYPE, "args": vars(args), "split": split,
+    meta = {"model_type": MODEL_TYPE, "args": asdict(config), "split": split,
             "settings": {**settings, "dataset_root": str(dataset_root)},
-            "world_size": dist.world_size, "global_batch_size": dist.world_size * args.batch_size}
+            "world_size": dist.world_size, "global_batch_size": dist.world_size * config.batch_size}
     if dist.is_main:
         print(f"{len(indices.train)} training, {len(indices.inner_val)} inner validation and {len(indices.val)} "
               f"validation frames, split by {split['mode']}; "
-              f"{'emotion branch only' if args.freeze_backbone else 'whole network'} trains; "
-              f"{dist.world_size} process(es) x batch {args.batch_size} = global batch {meta['global_batch_size']}; "
+              f"{'emotion branch only' if config.freeze_backbone else 'whole network'} trains; "
+              f"{dist.world_size} process(es) x batch {config.batch_size} = global batch {meta['global_batch_size']}; "
               f"outputs in {output_dir}/")
-    finetune_emonet(frames, indices, args, output_dir, meta, resumed, dist)
+    finetune_emonet(frames, indices, config, output_dir, meta, resumed, dist)
 
 
 if __name__ == "__main__":
-    sys.exit(run(main, get_args_parser().parse_args(), interrupted=resume_hint))
+    args = get_args_parser().parse_args()
+    sys.exit(run(main, args, interrupted=lambda args: resume_hint(args.output_dir or f"{args.color_space}_{OUTPUT_KIND}")))

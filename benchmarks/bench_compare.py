@@ -9,7 +9,7 @@ bootstrap, report and plot are all inside each timed command, all timed in one r
   of the commit before this one: "today's" way), in one process;
 - with --processes N, one repetition under torchrun with N CPU processes.
 
-Target (issue 17): R = 5 on every core in at most 2x the baseline's one repetition in one process.
+Target: R = 5 on every core in at most 2x the baseline's one repetition in one process.
 
     python benchmarks/bench_compare.py --baseline ../emonet-before
     python benchmarks/bench_compare.py --processes 2

@@ -25,7 +25,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from emonet.device import describe_machine  # noqa: E402
-from emonet.extraction import ExtractionConfig, extract_features  # noqa: E402
+from emonet.extraction import extract_features  # noqa: E402
+from emonet.settings import ExtractionConfig  # noqa: E402
 from emonet.features import load_feature_set  # noqa: E402
 from emonet.io import write_json  # noqa: E402
 from emonet.manifest import read_manifest  # noqa: E402

@@ -23,7 +23,7 @@ Each way of (a), (b) and (c) is timed once per round, in --repeats rounds, and r
 that a drift of the machine's speed hits every way alike and the best (b) is not the luckiest draw.
 
 Targets on the 2-core CPU: (c) fp32 >= 1.4x (a) and >= 90 % of the best (b) fp32; (c) --amp >= 2.4x (a);
-the first and last are also checked for (c) with --compile. The engine (issue 30): its forward fp32 at batch 1 >= 1.5x
+the first and last are also checked for (c) with --compile. The ONNX Runtime engine: its forward fp32 at batch 1 >= 1.5x
 PyTorch eager fp32 at batch 1 (b), extraction through it >= 1.5x through PyTorch eager (c), its peak memory at most
 300 MB above PyTorch's (e).
 
@@ -56,7 +56,8 @@ from emonet.data import read_rgb, to_tensor  # noqa: E402
 from emonet.data import FrameDataset  # noqa: E402
 from emonet.device import autocast, cpu_has_bf16, describe_machine, resolve_device  # noqa: E402
 from emonet.engine import calibration_id, choose_backend, load_engine  # noqa: E402
-from emonet.extraction import ExtractionConfig, extract_features  # noqa: E402
+from emonet.extraction import extract_features  # noqa: E402
+from emonet.settings import ExtractionConfig  # noqa: E402
 from emonet.io import sha256_file  # noqa: E402
 from emonet.io import write_json  # noqa: E402
 from emonet.testing import write_synthetic_dataset  # noqa: E402

@@ -8,8 +8,8 @@ two videos of --frames and 2 x --frames frames; frames/s is --frames over the di
 that start-up (imports, loading the models) and the first frame's warm-up cancel. The ways alternate over
 --rounds rounds and each is reported as its median. The faces: the astronaut of scikit-image and, for 2 and 3
 faces, the people of ../shared/faces/ (when present, else mirrored astronauts), each moving across its own band.
-Targets: this checkout (the engine) at least 1.5x the baseline's frames/s with one face (issue 30, the baseline being
-the commit before the engine); the cost grows no faster than the number of faces.
+Targets: this checkout (the engine) at least 1.5x the baseline's frames/s with one face (the baseline being
+a checkout without the engine); the cost grows no faster than the number of faces.
 
     python benchmarks/bench_predict.py --baseline ../before       # the CPU, fp32
     python benchmarks/bench_predict.py --device cuda               # on a GPU (no baseline needed)

@@ -1,5 +1,5 @@
 """predict.py's memory on a long video: peak resident memory and its slope, to show that it stays flat however
-long the input (issue 22: results are streamed, not held until the video's end).
+long the input (results are streamed, not held until the video's end).
 
 Writes a --minutes video of 640 x 480 at 25 fps with one face moving across it (the astronaut), runs predict.py on
 it as a user does (a subprocess, zero-shot, fp32, the landmark crop, --sample_fps to keep the run short: the frames

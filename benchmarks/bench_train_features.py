@@ -22,10 +22,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from emonet.constants import LABEL_SCALE  # noqa: E402
+from emonet.constants import DEFAULT_CLIPS_PER_BATCH, LABEL_SCALE
 from emonet.device import describe_machine  # noqa: E402
 from emonet.features import load_feature_set  # noqa: E402
-from emonet.head_training import DEFAULT_CLIPS_PER_BATCH, HeadUnit, head_config, model_args, train_heads  # noqa: E402
+from emonet.head_training import HeadUnit, head_config, model_args, train_heads
 from emonet.heads import FeatureHead  # noqa: E402
 from emonet.io import write_json  # noqa: E402
 from emonet.losses import ccc_loss  # noqa: E402

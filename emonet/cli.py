@@ -1,6 +1,8 @@
-"""What the scripts share on the command line: logging set-up, error handling, the flags that several
-scripts take with the same meaning, and the checks that refuse impossible or ignored combinations before
-any work. The parsers themselves are built in the scripts; nothing here parses argv or exits."""
+"""What the scripts share on the command line: the parser factory, the flags several scripts take with one meaning,
+logging and the exit status (`run`), and the command that continues an interrupted run. Light: a script's --help
+imports nothing heavy. Settings are checked where they are typed (`settings.py`), never here.
+"""
+import argparse
 import logging
 import os
 import shlex
@@ -8,17 +10,28 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .colour import COLOR_SPACES, DEFAULT_COLOR_SPACE
-from .constants import AFEW_VA_ROOT_ENV, BACKENDS, DEFAULT_PRETRAINED_PATH
-from .crop import CROP_MODES, DEFAULT_CROP
-from .datasets import DATASETS, DEFAULT_DATASET, dataset_crop
-from .device import DEVICE_CHOICES, amp_enabled
+from .constants import (AFEW_VA_ROOT_ENV, BACKENDS, COLOR_SPACES, CROP_MODES, DEFAULT_COLOR_SPACE, DEFAULT_CROP,
+                        DEFAULT_DATASET, DEFAULT_PRETRAINED_PATH, DEFAULT_VAL_SPLIT, DEVICE_CHOICES, LOSS_NAMES, OPTIMIZERS,
+                        SPLIT_MODES)
+from .dataset_info import DATASETS
 from .errors import EmoNetError
-from .losses import LOSS_NAMES
-from .splits import DEFAULT_VAL_SPLIT, SPLIT_MODES
-from .training import OPTIMIZERS
 
 logger = logging.getLogger("emonet")
+
+
+def make_parser(doc: str) -> argparse.ArgumentParser:
+    """A script's parser: its docstring as the description, layout kept, and no abbreviated flags (a misspelt or
+    shortened flag is an error, never another flag)."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                   allow_abbrev=False)
+
+
+class _Messages(logging.Formatter):
+    """What a user reads: a run's progress as plain lines, warnings and errors named as such."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        return text if record.levelno == logging.INFO else f"{record.levelname} {text}"
 
 
 def run(main, args, interrupted: Callable[[object], str] | None = None) -> int:
@@ -29,8 +42,9 @@ def run(main, args, interrupted: Callable[[object], str] | None = None) -> int:
     on (by default: a rerun of the same command continues).
     """
     rank = int(os.environ.get("RANK", "0"))
-    logging.basicConfig(level=logging.INFO if rank == 0 else logging.ERROR, format="%(levelname)s %(message)s",
-                        stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Messages("%(message)s"))
+    logging.basicConfig(level=logging.INFO if rank == 0 else logging.ERROR, handlers=[handler])
     try:
         return main(args) or 0
     except (EmoNetError, OSError) as exc:
@@ -42,9 +56,9 @@ def run(main, args, interrupted: Callable[[object], str] | None = None) -> int:
         return 130
 
 
-def resume_hint(args) -> str:
-    """The exact command that continues an interrupted training run in `args.output_dir` (its last.pth), or
-    starts it again when no epoch had finished."""
+def resume_hint(output_dir: str | os.PathLike) -> str:
+    """The exact command that continues an interrupted training run in `output_dir` (its last.pth), or starts it again
+    when no epoch had finished."""
     argv, skip = [], False
     for arg in sys.argv[1:]:  # the command as typed, without --resume X and --overwrite
         if skip:
@@ -53,29 +67,12 @@ def resume_hint(args) -> str:
             skip = True
         elif not (arg.startswith("--resume=") or arg == "--overwrite"):
             argv.append(arg)
-    last = Path(args.output_dir) / "last.pth"
+    last = Path(output_dir) / "last.pth"
     what, extra = (("continue it with", ["--resume", str(last)]) if last.is_file()
                    else ("no epoch had finished; start it again with", ["--overwrite"]))
     if "WORLD_SIZE" in os.environ:
         return f"{what} the same torchrun command plus {shlex.join(extra)}"
     return f"{what}: {shlex.join(['python', sys.argv[0], *argv, *extra])}"
-
-
-def dataset_root_for(dataset: str, value: str | None, fallback: str | None = None) -> str:
-    """--dataset_root of `dataset`: AFEW-VA's falls back on $AFEW_VA_ROOT (`dataset_root_or_env`); another dataset's
-    must be given."""
-    if dataset != DEFAULT_DATASET and not value:
-        raise EmoNetError(f"--dataset {dataset} needs --dataset_root, its top folder (${AFEW_VA_ROOT_ENV} is AFEW-VA's)")
-    return dataset_root_or_env(value, fallback)
-
-
-def dataset_root_or_env(value: str | None, fallback: str | None = None) -> str:
-    """--dataset_root, else $AFEW_VA_ROOT, else `fallback` (the seed's --data_root, where a script has it)."""
-    root = value or os.environ.get(AFEW_VA_ROOT_ENV) or fallback
-    if not root:
-        raise EmoNetError(f"no dataset root: pass --dataset_root or set {AFEW_VA_ROOT_ENV} "
-                          "(python download_afew_va.py prints the line to paste)")
-    return root
 
 
 def add_frame_arguments(parser, color_space: str | None = "hsv", one_space: bool = True) -> None:
@@ -209,19 +206,6 @@ def add_finetune_arguments(parser) -> None:
     add_dataset_argument(parser)
 
 
-def check_finetune_args(args, dist) -> None:
-    """Refuse fine-tuning flags that would be ignored or cannot work (`dist`: this process's place in the job)."""
-    args.crop = dataset_crop(args.dataset, args.crop)
-    dataset_root_for(args.dataset, args.dataset_root, getattr(args, "data_root", None))
-    amp_enabled(dist.device, args.amp)
-    if args.colour_jitter and not args.augment:
-        raise EmoNetError("--colour_jitter is part of the augmentation: it does nothing with --no-augment")
-    if args.sync_bn and not dist.is_distributed:
-        raise EmoNetError("--sync_bn synchronises BatchNorm across processes: launch with torchrun --nproc_per_node N")
-    if args.sync_bn and dist.device.type != "cuda":
-        raise EmoNetError("--sync_bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only")
-
-
 def add_training_arguments(parser, defaults: dict, output_kind: str) -> None:
     """Optimisation, split and checkpointing flags shared by both training scripts."""
     add_optimisation_arguments(parser, defaults)
@@ -250,59 +234,21 @@ def add_training_arguments(parser, defaults: dict, output_kind: str) -> None:
     parser.add_argument("--no_progress", action="store_true", help="hide progress bars (default: shown)")
 
 
-def check_optimisation_args(args) -> None:
-    """Refuse optimisation flags that cannot work (one line, before any work)."""
-    if args.epochs < 1:
-        raise EmoNetError(f"--epochs {args.epochs}: at least 1 is needed to train anything")
-    if args.batch_size < 2:
-        raise EmoNetError(f"--batch_size {args.batch_size}: at least 2 (the CCC of a batch needs two samples)")
-    if not args.learning_rate > 0:
-        raise EmoNetError(f"--learning_rate {args.learning_rate}: must be positive")
-    if args.weight_decay < 0:
-        raise EmoNetError(f"--weight_decay {args.weight_decay}: must not be negative")
-    if args.save_freq < 0:
-        raise EmoNetError(f"--save_freq {args.save_freq}: 0 (never) or a number of epochs")
-    if args.keep_checkpoints < 0:
-        raise EmoNetError(f"--keep_checkpoints {args.keep_checkpoints}: 0 (keep every one) or a number of files")
+def extraction_parser(doc: str, color_space: str) -> argparse.ArgumentParser:
+    """The parser of an extraction script: they differ only in their default colour space."""
+    parser = make_parser(doc)
+    add_extraction_arguments(parser, color_space)
+    return parser
 
 
-def check_official_split(args, dataset: str, where: str) -> None:
-    """--official_split needs a dataset that has one (`where`: the data, in words)."""
-    if args.official_split and not DATASETS[dataset].official_split:
-        raise EmoNetError(f"--official_split: {where} holds {dataset} data, which have no official split; use "
-                          "--val_split or --folds")
+def extraction_main(args, say: Callable[[str], object]) -> int:
+    """An extraction script's run (`emonet.extract`): its summary line (rank 0's, under torchrun) said with `say` (the
+    script's print: its result on standard output), and exit 1 with --strict when anything failed."""
+    from .extraction import extract_features  # here: torch is imported after the flags are parsed
+    from .settings import ExtractionConfig
 
-
-def check_fraction(flag: str, value: float | None) -> None:
-    if value is not None and not 0 < value < 1:
-        raise EmoNetError(f"{flag} {value}: must be a fraction between 0 and 1")
-
-
-def check_training_args(args) -> None:
-    """Refuse, before any work, training flags that cannot work or that the run would silently ignore."""
-    check_optimisation_args(args)
-    if args.folds is None:
-        if args.fold is not None:
-            raise EmoNetError(f"--fold {args.fold} needs --folds K: without it the run is an ordinary holdout "
-                              "and every fold would train the same split")
-        check_fraction("--val_split", args.val_split)
-    else:
-        if args.folds < 2:
-            raise EmoNetError(f"--folds {args.folds}: K-fold needs K >= 2")
-        if args.fold is None:
-            raise EmoNetError(f"--folds {args.folds} needs --fold i (0..{args.folds - 1}): which fold is held out")
-        if not 0 <= args.fold < args.folds:
-            raise EmoNetError(f"--fold {args.fold}: must be in 0..{args.folds - 1} with --folds {args.folds}")
-        if args.val_split is not None:
-            raise EmoNetError(f"--val_split does not apply with --folds: fold {args.fold} is the held-out side; "
-                              "drop one of them")
-    check_fraction("--inner_val_split", args.inner_val_split)
-    if args.official_split:
-        for flag in ("folds", "val_split"):
-            if getattr(args, flag) is not None:
-                raise EmoNetError(f"--{flag} does not apply with --official_split: the official validation split is "
-                                  "held out")
-        if args.split == "frame":
-            raise EmoNetError("--split frame does not apply with --official_split: it keeps clips or actors whole")
-    if args.resume and args.overwrite:
-        raise EmoNetError("--resume continues the run in --output_dir and --overwrite replaces it: choose one")
+    config = ExtractionConfig.from_args(args)
+    result = extract_features(config)
+    if result is not None:
+        say(result.summary())
+    return 1 if config.strict and result is not None and result.failed else 0

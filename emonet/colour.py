@@ -7,9 +7,9 @@ colour representation.
 import cv2
 import numpy as np
 
-COLOR_SPACES = ("rgb", "hsv", "hsv_opencv", "lab", "yuv")
+from .constants import COLOR_SPACES
+
 # What EmoNet was trained on, and the space to compare every other against.
-DEFAULT_COLOR_SPACE = "rgb"
 
 # HSV: hue in degrees / HUE_DEGREES, saturation and value in [0, 1] (skimage.color.rgb2hsv's convention).
 HUE_DEGREES = 360.0

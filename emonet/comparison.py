@@ -1,80 +1,44 @@
 """The colour-space comparison's protocol: what makes its numbers defensible.
 
-- Every colour space is scored on the same frames (manifests that differ are refused, or, with
-  common_frames, restricted to the frames all of them have) and the same folds: group K-fold over clips
-  (or actors), computed from the frame list and the seed (`folds.json`). Repetition r of a repeated
-  cross-validation draws its own folds, inner splits, initialisations and orders from seed + r.
-- A unit is one (repetition, colour space, head, fold). It trains on the other K-1 folds, chooses its best
-  epoch (and, for the smooth head, its sigma) on an inner split of those training clips, and predicts the
-  held-out fold once, with the chosen model. Every frame thus gets one out-of-fold prediction per
-  repetition, colour space and head; the held-out fold never picks anything.
-- A unit's folder (`Unit.folder`) holds its training outputs (as the training scripts write them),
-  `fold_predictions.csv` (the held-out frames: the chosen model's prediction and EmoNet's own zero-shot one,
-  raw scale) and `unit.json`, written last: a unit with `unit.json` is finished. A rerun skips finished
-  units with the same settings, resumes an interrupted one from its `last.pth`, and refuses a unit made with
-  other settings, saying which in words.
+- Every colour space is scored on the same frames (manifests that differ are refused, or, with common_frames,
+  restricted to the frames all of them have) and the same folds: group K-fold over clips (or actors), drawn from the
+  frame list and the seed (`folds.json`); repetition r draws its own folds, inner splits, initialisations and orders
+  from seed + r. A dataset with an official split is scored on it instead: one "fold", every repetition trained on
+  the official training split.
+- A unit is one (repetition, colour space, head, fold). It trains on the other folds, chooses its epoch (and the
+  smooth head's sigma) on an inner split of its training clips, and predicts the held-out fold once. Its settings
+  (`unit_training`) and input make its fingerprint: a rerun skips, resumes or refuses a unit by it
+  (`comparison_records.py`, which owns the unit folders' files).
 
-Two approaches: `head` trains heads (`heads.py`) on each space's extracted features
-(`head_training.train_heads`, the code of train_emonet_features.py); `finetune` fine-tunes EmoNet on the
-frames (`finetune.finetune_emonet`, the code of train_emonet_hsv.py), frame head only.
-
-A dataset with an official split (Aff-Wild2, AffectNet: its samples carry `split`) is not cross-validated: one
-"fold", its official validation split, and every repetition trains on its official training split, with the inner
-split, initialisation and order of seed + r (`make_folds(official=True)`; `folds.json` says `"protocol":
-"official"`). The report's statistic for that one fixed test set is in `comparison_report.py`.
-
-Head units of one command use every core: frame and smooth units are trained as batches
-(`head_training.StackedHeads`), one batch per worker process, and temporal units one per worker. A unit's
-figures do not depend on the batch or the process it was trained in, so 1 or N workers, torchrun or a job
-array give the same report bit for bit. One colour space's features are in memory at a time
-(`HeadComparison.use`), and the frames are held once, as columns (`manifest.SampleColumns`): at Aff-Wild2's 2.8
-million frames the comparison of two spaces peaks at 6.6 GB (the guide's "Other datasets").
+How the units are trained: `comparison_heads.py` (heads on features), `comparison_finetune.py` (EmoNet fine-tuned);
+the run as a whole: `comparison_run.py`; the report: `comparison_report.py`.
 """
 import hashlib
-import json
 import logging
-import multiprocessing
-import os
 import re
-import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
-import pandas as pd
-import torch
-from tqdm import tqdm
 
-from .afew_va import Frame
-from .checkpoint import load_emonet
-from .constants import LABEL_SCALE, OFFICIAL
-from .distributed import Distributed
+from .constants import DEFAULT_HEAD, LABEL_SCALE, OFFICIAL
 from .errors import EmoNetError
 from .feature_store import check_feature_file
 from .features import FeatureSet, load_feature_set
-from .finetune import FINETUNE_FIXED_ARGS, finetune_emonet, predict_frames
-from .head_training import HEAD_THREADS, HeadUnit, head_config, intra_op_threads, model_args, train_heads
-from .heads import DEFAULT_HEAD, HeadPredictor
-from .io import write_json, write_text
+from .finetune import FINETUNE_FIXED_ARGS
 from .manifest import FEATURE_IDENTITY_KEYS, Manifest, SampleColumns, read_manifest, standard_manifests
-from .splits import assign_folds, official_sides, sample_key, split_indices, split_with_inner
-from .text import number
-from .training import RESUME_FIXED_ARGS, load_training_checkpoint
+from .settings import FinetuneConfig, HeadConfig
+from .splits import assign_folds, official_sides, sample_key, split_with_inner
+from .training import RESUME_FIXED_ARGS
 
 logger = logging.getLogger(__name__)
 
-APPROACHES = ("head", "finetune")
-FOLDS_FILE = "folds.json"
-UNIT_FILE = "unit.json"
-UNIT_PREDICTIONS = "fold_predictions.csv"
-PREDICTION_COLUMNS = ("clip", "frame", "valence_pred", "arousal_pred", "valence_zero_shot", "arousal_zero_shot")
 MODEL_TYPES = {"head": "feature_head", "finetune": "emonet"}
-# The flags of a unit's training run; with the split, the head, the input and the approach they make its
+# The settings of a unit's training run; with the split, the head, the input and the approach they make its
 # fingerprint. `clips_per_batch` is the temporal head's (None for the others).
 HEAD_TRAINING_ARGS = (*RESUME_FIXED_ARGS, "epochs", "dropout", "clips_per_batch")
 FINETUNE_TRAINING_ARGS = (*RESUME_FIXED_ARGS, *FINETUNE_FIXED_ARGS, "epochs", "flip_tta")
-# The flags a report takes from its units (with --report_only, those not given are read from them).
+# The settings a report takes from its units (with --report_only, those not given are read from them).
 TRAINING_FLAGS = {"head": ("epochs", "batch_size", "learning_rate", "weight_decay", "optimizer", "loss_function",
                            "dropout", "inner_val_split", "clips_per_batch"),
                   "finetune": ("epochs", "batch_size", "learning_rate", "weight_decay", "optimizer", "loss_function",
@@ -130,12 +94,13 @@ def parse_only(value: str, spaces: list[str], heads: list[str], folds: int, repe
 
 
 # -- inputs ------------------------------------------------------------------------------------------------------
-def parse_manifest_args(values: list[str] | None, folder: Path, several_heads: bool,
-                        flag: str = "--manifests") -> dict[str, Path]:
-    """`LABEL=PATH` pairs; without any, the standard manifest of every colour space found in `folder`. A comparison
-    needs two colour spaces, or one with several heads (each compared with the frame head)."""
+def comparison_manifests(pairs: dict[str, str] | None, folder: Path, several_heads: bool,
+                         flag: str = "--manifests") -> dict[str, Path]:
+    """The manifests compared, {label: path} (`settings.manifest_pairs`); without any, the standard manifest of every
+    colour space found in `folder`. A comparison needs two colour spaces, or one with several heads (each compared with
+    the frame head)."""
     what = "two colour spaces or more, or one colour space with several heads (--heads frame smooth temporal)"
-    if not values:
+    if not pairs:
         found = standard_manifests(folder)
         if len(found) < (1 if several_heads else 2):
             raise EmoNetError(f"--manifests: a comparison needs {what}; found {', '.join(found) or 'none'} of the "
@@ -144,21 +109,14 @@ def parse_manifest_args(values: list[str] | None, folder: Path, several_heads: b
         logger.info("no --manifests: comparing the standard manifests found in %s: %s", folder,
                     ", ".join(f"{s}={p.name}" for s, p in found.items()))
         return found
-    out: dict[str, Path] = {}
-    for value in values:
-        label, sep, path = value.partition("=")
-        if not sep or not label or not path:
-            raise EmoNetError(f"{flag} {value!r}: expected LABEL=PATH, e.g. rgb=features_manifest.json")
-        if label in out:
-            raise EmoNetError(f"{flag}: the label {label!r} is given twice")
+    for label, path in pairs.items():
         if not re.fullmatch(r"[A-Za-z0-9_-]+", label):
-            raise EmoNetError(f"{flag} {value!r}: a label is letters, digits, - and _ (it names folders and columns)")
-        out[label] = Path(path)
-    if len(out) < 2 and not several_heads:
+            raise EmoNetError(f"{flag} {label}={path}: a label is letters, digits, - and _ (it names folders and columns)")
+    if len(pairs) < 2 and not several_heads:
         raise EmoNetError(f"--manifests: a comparison needs {what}: add another space's manifest (e.g. "
-                          f"hsv=features_hsv_manifest.json), or compare heads on {next(iter(out))} with --heads frame "
+                          f"hsv=features_hsv_manifest.json), or compare heads on {next(iter(pairs))} with --heads frame "
                           "smooth temporal")
-    return out
+    return {label: Path(path) for label, path in pairs.items()}
 
 
 @dataclass
@@ -326,36 +284,6 @@ def grouping(folds: dict) -> str:
     return folds.get("group_by") or folds["unit"]
 
 
-def recorded_folds(output_dir: Path) -> dict:
-    """The settings a finished comparison's folds.json holds ({} without one): folds (None under an official split:
-    one fixed test set), split and seed."""
-    path = output_dir / FOLDS_FILE
-    if not path.is_file():
-        return {}
-    stored = json.loads(path.read_text())
-    return {"folds": None if stored.get("protocol") == OFFICIAL else len(stored["folds"]), "split": grouping(stored),
-            "seed": stored.get("seed")}
-
-
-def claim_folds(output_dir: Path, folds: dict, write: bool) -> dict:
-    """Write `folds.json`, or check that the one there is the same comparison: same unit, seed and partitions for
-    the repetitions both hold. A larger --repeats extends it; the returned folds hold every repetition known."""
-    path = output_dir / FOLDS_FILE
-    if path.is_file():
-        stored = json.loads(path.read_text())
-        stored_repeats = stored.get("repeats") or [{"seed": stored.get("seed"), "folds": stored.get("folds")}]
-        shared = min(len(stored_repeats), len(folds["repeats"]))
-        if ((grouping(stored), stored.get("seed"), stored.get("folds")) != (grouping(folds), folds["seed"], folds["folds"])
-                or stored_repeats[:shared] != folds["repeats"][:shared]):
-            raise EmoNetError(f"{path} holds other folds (another frame list, --split, --folds or --seed): {output_dir} "
-                              "belongs to another comparison; choose another --output_dir")
-        if len(stored_repeats) >= len(folds["repeats"]):
-            return {**folds, "repeats": stored_repeats}
-    if write:
-        write_json(path, folds)
-    return folds
-
-
 def unit_split(folds: dict, unit: Unit, inner_val_split: float) -> dict:
     """The split of a unit: the other folds of its repetition train (less the inner validation units)."""
     repetition = folds["repeats"][unit.repeat]
@@ -367,18 +295,17 @@ def unit_split(folds: dict, unit: Unit, inner_val_split: float) -> dict:
                             val_split=None, folds=len(repetition["folds"]), fold=unit.fold)
 
 
-def unit_args(args, folds: dict, unit: Unit, names: tuple[str, ...]) -> SimpleNamespace:
-    """The training flags of a unit, as the training script would hold them (its checkpoints resume there too)."""
-    values = {n: getattr(args, n) for n in names if hasattr(args, n)}
-    values.update(split=grouping(folds), val_split=None, folds=len(folds["folds"]), fold=unit.fold,
-                  seed=args.seed + unit.repeat, head=unit.head, save_freq=args.save_freq,
-                  keep_checkpoints=args.keep_checkpoints, no_progress=args.no_progress)
-    if unit.head != "temporal":
-        values["clips_per_batch"] = None
-    return SimpleNamespace(**values)
+def unit_training(base: HeadConfig | FinetuneConfig, folds: dict, unit: Unit) -> HeadConfig | FinetuneConfig:
+    """A unit's training settings, as the training script would hold them (its checkpoints resume there too): the
+    comparison's, with its repetition's seed and its fold; a head unit's head (the batch flag of its kind only), a
+    fine-tuning unit's colour space."""
+    own = ({"head": unit.head, "clips_per_batch": base.clips_per_batch if unit.head == "temporal" else None}
+           if isinstance(base, HeadConfig) else {"color_space": unit.space})
+    return replace(base, split=grouping(folds), val_split=None, folds=len(folds["folds"]), fold=unit.fold,
+                   seed=base.seed + unit.repeat, **own)
 
 
-def fingerprint(approach: str, unit: Unit, split: dict, training: SimpleNamespace, names, source: dict,
+def fingerprint(approach: str, unit: Unit, split: dict, training: HeadConfig | FinetuneConfig, names, source: dict,
                 head: dict) -> dict:
     return {"approach": approach, "space": unit.space, "head": head, "repeat": unit.repeat, "split": split,
             "training": {n: getattr(training, n) for n in names if hasattr(training, n)}, "input": source}
@@ -427,25 +354,6 @@ def differences(before: dict, after: dict, prefix: str = "") -> list[str]:
     return list(dict.fromkeys(out))  # the split's sides each differ: say it once
 
 
-def unit_state(folder: Path, expected: dict, model_type: str, epochs: int) -> tuple[str, dict | None]:
-    """("done", None), ("predict", None) when training is complete but not its predictions, ("resume", ckpt)
-    or ("new", None); refuses a unit made with other settings, naming them."""
-    stored = read_fingerprint(folder)
-    if stored is not None:
-        check_same_settings(folder, stored, expected, "made")
-        return "done", None
-    last = folder / "last.pth"
-    if not last.is_file():
-        return "new", None
-    ckpt = load_training_checkpoint(last, model_type)
-    stored = ckpt.get("unit")
-    if stored is None:
-        raise EmoNetError(f"{last}: not a unit of a comparison (no fingerprint); use another --output_dir")
-    stored = {**stored, "training": {**stored["training"], "epochs": epochs}}  # an interrupted unit may train longer
-    check_same_settings(folder, stored, expected, "started")
-    return ("predict", None) if int(ckpt["epoch"]) >= epochs else ("resume", ckpt)
-
-
 def check_same_settings(folder: Path, stored: dict, expected: dict, verb: str) -> None:
     if "head" not in stored:
         raise EmoNetError(f"{folder}: this unit was {verb} by an earlier version of compare_color_spaces.py, which "
@@ -455,314 +363,10 @@ def check_same_settings(folder: Path, stored: dict, expected: dict, verb: str) -
                           "refusing to mix them. Use another --output_dir")
 
 
-def _unit_record(folder: Path) -> dict | None:
-    """A finished unit's unit.json (fingerprint, frames, source), None for an unfinished one."""
-    marker = folder / UNIT_FILE
-    return json.loads(marker.read_text()) if marker.is_file() else None
-
-
-def read_fingerprint(folder: Path) -> dict | None:
-    """The fingerprint of a finished unit, None for an unfinished one."""
-    record = _unit_record(folder)
-    return record["fingerprint"] if record else None
-
-
-def unit_source(folder: Path) -> str | None:
-    """Where a finished unit's input came from (a manifest's path, the dataset root), as it recorded it."""
-    return _unit_record(folder).get("source")
-
-
-def finished_units(output_dir: Path) -> list[tuple[Unit, dict]]:
-    """Every finished unit of a comparison folder, as (unit, its unit.json), identified by what it recorded (its
-    space, head, repetition and fold), in unit order."""
-    found = []
-    for marker in output_dir.rglob(UNIT_FILE) if output_dir.is_dir() else ():
-        record = json.loads(marker.read_text())
-        fp = record.get("fingerprint", {})
-        if "head" not in fp:  # an earlier version's unit: refused, in words, when it is checked
-            continue
-        unit = Unit(fp["repeat"], fp["space"], fp["head"]["kind"], fp["split"]["fold"])
-        if unit.folder(output_dir) == marker.parent:
-            found.append((unit, record))
-    return sorted(found, key=lambda pair: pair[0])
-
-
-def _finish_unit(folder: Path, samples: list[dict], pred: np.ndarray, zero_shot: np.ndarray | None,
-                 fp: dict, source_path: str | None) -> None:
-    # `source` (the manifest's path, say) is for a reader, not part of the fingerprint.
-    write_predictions(folder / UNIT_PREDICTIONS, folder / UNIT_FILE, samples, pred, zero_shot,
-                      {"fingerprint": fp, "frames": len(samples), "source": source_path})
-
-
-def write_predictions(table: Path, record_path: Path, samples: list[dict], pred: np.ndarray, zero_shot: np.ndarray | None,
-                      record: dict) -> None:
-    """A unit's predictions of `samples` (PREDICTION_COLUMNS, raw scale), then `record`, last: its presence means the
-    predictions are complete."""
-    zero = zero_shot if zero_shot is not None else np.full((len(samples), 2), np.nan)
-    frame = pd.DataFrame({"clip": [s["clip"] for s in samples], "frame": [s["frame"] for s in samples],
-                          "valence_pred": pred[:, 0], "arousal_pred": pred[:, 1],
-                          "valence_zero_shot": zero[:, 0], "arousal_zero_shot": zero[:, 1]}, columns=PREDICTION_COLUMNS)
-    write_text(table, frame.to_csv(index=False, float_format=lambda v: repr(float(v))))
-    write_json(record_path, record)
-
-
-def _done(state: str, best: dict, held_out: int) -> str:
-    """One line on a unit: what was done, the epoch chosen on the inner split, the frames predicted."""
-    action = {"new": "trained", "resume": "resumed and trained", "predict": "predicted"}[state]
-    sigma = best["history"][best["best_epoch"] - 1].get("sigma")
-    return (f"{action}: epoch {best['best_epoch']}{f' and sigma {sigma:g}' if sigma is not None else ''} chosen "
-            f"(inner-validation mean CCC {number(best['best_metric'])}), {held_out} held-out frames predicted")
-
-
-# -- head units --------------------------------------------------------------------------------------------------
-@dataclass
-class HeadComparison:
-    """What every head unit of one command shares: folders, folds, flags, the frames, and the features of the one
-    colour space whose units are being trained (`use`)."""
-
-    output_dir: Path
-    folds: dict
-    args: object
-    spaces: list[str]
-    common: CommonFrames
-    sources: dict[str, dict]  # space -> feature_identity
-    manifests: dict[str, Manifest]  # paths and settings (`without_samples`)
-    device: torch.device
-    progress: bool = False
-    datasets: dict[str, FeatureSet] = field(default_factory=dict)  # the space in memory
-
-    def use(self, space: str) -> None:
-        """Hold `space`'s features, in the comparison's frame order, and no other space's: memory is one space's (2.9 GB
-        at Aff-Wild2's size), however many spaces are compared."""
-        if space in self.datasets:
-            return
-        self.datasets.clear()
-        self.datasets[space] = load_space(self.manifests[space].path, self.common, space, self.progress)
-
-    def plan(self, unit: Unit) -> tuple[dict, SimpleNamespace, dict]:
-        split = unit_split(self.folds, unit, self.args.inner_val_split)
-        training = unit_args(self.args, self.folds, unit, (*HEAD_TRAINING_ARGS, "inner_val_split"))
-        return split, training, fingerprint("head", unit, split, training, HEAD_TRAINING_ARGS, self.sources[unit.space],
-                                            head_config(unit.head, training))
-
-    def expected(self, unit: Unit) -> dict:
-        return self.plan(unit)[2]
-
-    def head_unit(self, unit: Unit, resumed: dict | None) -> HeadUnit:
-        split, training, fp = self.plan(unit)
-        manifest = self.manifests[unit.space]
-        meta = {"model_type": MODEL_TYPES["head"], "args": vars(training), "split": split, "unit": fp,
-                "head": head_config(unit.head, training), "model_args": model_args(unit.head, training),
-                "settings": {**manifest.settings, "color_space": unit.space,
-                             "manifest_file": str(manifest.path.resolve()),
-                             "data_root": str(manifest.path.resolve().parent)}}
-        return HeadUnit(unit.folder(self.output_dir), unit.head, self.spaces.index(unit.space),
-                        split_indices(self.common.samples, split), training.seed, meta, resumed)
-
-    def finish(self, unit: Unit, state: str) -> str:
-        """Predict the held-out fold with the unit's chosen model; returns the unit's line."""
-        folder = unit.folder(self.output_dir)
-        split, _, fp = self.plan(unit)
-        data = self.datasets[unit.space]
-        indices = split_indices(data.samples, split)
-        best = load_training_checkpoint(folder / "best_model.pth", MODEL_TYPES["head"])
-        held_out = data.samples[indices.val]
-        zero_shot = None if data.emonet_va is None else data.emonet_va[indices.val] * LABEL_SCALE
-        with intra_op_threads(HEAD_THREADS):
-            pred = HeadPredictor.from_checkpoint(best).predict(data.features[indices.val], held_out, self.device)
-        _finish_unit(folder, held_out, pred, zero_shot, fp, str(self.manifests[unit.space].path.resolve()))
-        return _done(state, best, len(held_out))
-
-
-# The comparison a forked worker process inherits (set before the pool starts; never pickled).
-_SHARED: HeadComparison | None = None
-
-
-def _train_item(item: list[tuple[Unit, str, dict | None]], progress: bool = False) -> list[tuple[str, str]]:
-    """Train and finish the units of one work item (a batch of frame/smooth units of one space, or one temporal unit)."""
-    comparison = _SHARED
-    training = [(u, s, c) for u, s, c in item if s in ("new", "resume")]
-    if training:
-        args = unit_args(comparison.args, comparison.folds, training[0][0], HEAD_TRAINING_ARGS)
-        train_heads([comparison.head_unit(u, c) for u, _, c in training],
-                    [comparison.datasets.get(s) for s in comparison.spaces], args, comparison.device, progress=progress)
-    return [(u.label, comparison.finish(u, s)) for u, s, _ in item]
-
-
-def _init_worker() -> None:
-    # Ctrl-C is the main process's to handle: it ends the workers itself (see `_run_items`).
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(HEAD_THREADS)
-
-
-def default_workers(dist: Distributed) -> int:
-    """Worker processes for head units: every core of a plain CPU run (one per core: a head step runs on one
-    thread), one under torchrun (its processes are the workers) or on a GPU."""
-    if dist.is_distributed or dist.device.type != "cpu":
-        return 1
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def run_head_units(comparison: HeadComparison, units: list[Unit], workers: int, progress: bool) -> list[str]:
-    """Train, select and predict `units`; returns one line per unit, in the order of `units`.
-
-    One colour space at a time (its features loaded, the others' not): its frame and smooth units that need training
-    are dealt into `workers` batches, its temporal units are one item each; with several workers the items run in
-    forked processes (each with one intra-op thread), which share the space's features with the parent.
-    """
-    global _SHARED
-    states = []
-    for unit in units:
-        state, resumed = unit_state(unit.folder(comparison.output_dir), comparison.expected(unit), MODEL_TYPES["head"],
-                                    comparison.args.epochs)
-        states.append((unit, state, resumed))
-    lines = {u.label: "skipped (finished)" for u, s, _ in states if s == "done"}
-    todo = [t for t in states if t[1] != "done"]
-    _SHARED = comparison
-    try:
-        with tqdm(total=len(todo), unit="unit", desc="units", disable=not progress or workers <= 1) as bar:
-            def finished(done: list[tuple[str, str]]) -> None:
-                lines.update(done)
-                bar.update(len(done))
-
-            for space in dict.fromkeys(u.space for u, _, _ in todo):
-                comparison.use(space)
-                mine = [t for t in todo if t[0].space == space]
-                stacked = [t for t in mine if t[0].head != "temporal"]
-                items = [[stacked[i] for i in chunk]
-                         for chunk in np.array_split(np.arange(len(stacked)), max(1, min(workers, len(stacked)))) if len(chunk)]
-                items += [[t] for t in mine if t[0].head == "temporal"]
-                if workers <= 1 or len(items) <= 1:
-                    for item in items:
-                        finished(_train_item(item, progress))
-                else:
-                    _run_items(items, min(workers, len(items)), finished)
-    finally:
-        _SHARED = None
-    return [f"{u.label} {lines[u.label]}" for u in units]
-
-
-def _run_items(items: list, workers: int, finished) -> None:
-    """Train `items` in `workers` forked processes, calling `finished` with what `_train_item` returns for each item
-    as it finishes.
-
-    Ctrl-C: the first says so at once and ends the workers (the units in flight stop where they are: each resumes
-    from its last.pth, and every finished unit is kept); a second, while they are being ended, kills them and exits.
-    """
-    context = multiprocessing.get_context("fork")  # the workers inherit the features instead of receiving a copy
-    pool = context.Pool(workers, initializer=_init_worker)
-    try:
-        for done in pool.imap_unordered(_train_item, items):
-            finished(done)
-        pool.close()
-    except BaseException as exc:
-        if isinstance(exc, KeyboardInterrupt):
-            logger.warning("stopping: ending the units in flight (finished units are kept; a second Ctrl-C aborts at once)")
-        previous = signal.signal(signal.SIGINT, _abort)
-        try:
-            pool.terminate()
-        finally:
-            signal.signal(signal.SIGINT, previous)
-        raise
-    finally:
-        pool.join()
-
-
-def _abort(signum, frame) -> None:
-    """A second Ctrl-C while the workers are being ended: kill them and leave at once."""
-    for child in multiprocessing.active_children():
-        child.kill()
-    os._exit(130)
-
-
-# -- fine-tuning units -------------------------------------------------------------------------------------------
-def finetune_source(frames: list[Frame], pretrained_sha256: str, processes: int) -> dict:
-    return {"frames_sha256": frames_sha256([f.sample() for f in frames]), "pretrained_sha256": pretrained_sha256,
-            "processes": processes}
-
-
-def finetune_plan(unit: Unit, folds: dict, args, source: dict) -> tuple[dict, SimpleNamespace, dict]:
-    split = unit_split(folds, unit, args.inner_val_split)
-    training = unit_args(args, folds, unit, (*FINETUNE_TRAINING_ARGS, "inner_val_split", "pretrained_path", "num_workers"))
-    training.color_space = unit.space
-    return split, training, fingerprint("finetune", unit, split, training, FINETUNE_TRAINING_ARGS, source,
-                                        {"kind": DEFAULT_HEAD})
-
-
-def run_finetune_unit(output_dir: Path, unit: Unit, frames: list[Frame], source: dict, dataset_root: Path, folds: dict,
-                      args, dist: Distributed) -> str:
-    """Fine-tune, select and predict one unit of the fine-tuning comparison (every process of a torchrun job
-    takes part; rank 0 writes); returns what was done."""
-    folder = unit.folder(output_dir)
-    split, training, fp = finetune_plan(unit, folds, args, source)
-    state, resumed = unit_state(folder, fp, MODEL_TYPES["finetune"], args.epochs)
-    if state == "done":
-        return "skipped (finished)"
-    samples = [f.sample() for f in frames]
-    indices = split_indices(samples, split)
-    if state in ("new", "resume"):
-        meta = {"model_type": MODEL_TYPES["finetune"], "args": vars(training), "split": split, "unit": fp,
-                "settings": {"color_space": unit.space, "crop": args.crop, "pretrained_path": args.pretrained_path,
-                             "pretrained_sha256": source["pretrained_sha256"], "freeze_backbone": args.freeze_backbone,
-                             "augment": args.augment, "dataset_root": str(dataset_root), "dataset": args.dataset},
-                "world_size": dist.world_size, "global_batch_size": dist.world_size * args.batch_size}
-        finetune_emonet(frames, indices, training, folder, meta, resumed, dist)
-    dist.barrier()  # rank 0 has written best_model.pth
-    held_out = [frames[i] for i in indices.val]
-    pred, zero = (_predict_frames(path, held_out, unit.space, args, dist)
-                  for path in (folder / "best_model.pth", Path(args.pretrained_path)))
-    failed = np.isnan(pred).any(axis=1) | np.isnan(zero).any(axis=1)  # undecodable frames: left out, listed
-    if dist.is_main:
-        if failed.any():
-            logger.warning("%s: %d held-out frames could not be decoded and are left out", folder, int(failed.sum()))
-        kept = [samples[i] for i, bad in zip(indices.val, failed, strict=True) if not bad]
-        _finish_unit(folder, kept, pred[~failed], zero[~failed], fp, str(dataset_root))
-    return _done(state, load_training_checkpoint(folder / "best_model.pth", MODEL_TYPES["finetune"]), len(held_out))
-
-
-def _predict_frames(weights: Path, frames: list[Frame], space: str, args, dist: Distributed) -> np.ndarray:
-    model, _ = load_emonet(weights, dist.device)
-    pred, _ = predict_frames(model, frames, space, args.crop, dist.device, args.batch_size, args.num_workers, args.amp,
-                             args.flip_tta, progress=not args.no_progress and dist.is_main, dist=dist)
-    return pred * LABEL_SCALE
-
-
 # -- collecting the units ------------------------------------------------------------------------------------------
 def prediction_column(space: str, head: str) -> str:
     """The prefix of a (space, head)'s columns in oof_predictions.csv: <space> for the frame head, else <space>_<head>."""
     return space if head == DEFAULT_HEAD else f"{space}_{head}"
-
-
-def collect_predictions(output_dir: Path, units: list[Unit], folds: dict, samples: list[dict],
-                        repeats: int) -> tuple[list[pd.DataFrame], pd.DataFrame]:
-    """The out-of-fold predictions of every unit: one frame per repetition with columns clip, frame, fold,
-    valence_true, arousal_true, then <column>_valence, <column>_arousal per (space, head); and EmoNet's
-    zero-shot output per space (repetition 0's units, from which every repetition's is the same)."""
-    missing = [u.label for u in units if not (u.folder(output_dir) / UNIT_FILE).is_file()]
-    if missing:
-        raise EmoNetError(f"{len(missing)} units are not finished ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}); "
-                          "run them (--only UNIT, or without --report_only) before the report")
-    base = pd.DataFrame({"clip": [s["clip"] for s in samples], "frame": [s["frame"] for s in samples],
-                         "valence_true": [float(s["valence"]) for s in samples],
-                         "arousal_true": [float(s["arousal"]) for s in samples]})
-    unit_key = [sample_key(s, grouping(folds)) for s in samples]
-    model = []
-    for r in range(repeats):
-        fold_of = {u: k for k, fold in enumerate(folds["repeats"][r]["folds"]) for u in fold}
-        frame = base.copy()
-        frame.insert(2, "fold", [fold_of[k] for k in unit_key])
-        model.append(frame)
-    zero = model[0].copy()
-    for (r, space, head), group in unit_groups(units).items():
-        table = pd.concat([pd.read_csv(u.folder(output_dir) / UNIT_PREDICTIONS, dtype={"clip": str, "frame": str})
-                           for u in group])
-        table = base[["clip", "frame"]].merge(table, on=["clip", "frame"], how="left", validate="one_to_one")
-        column = prediction_column(space, head)
-        for dim in ("valence", "arousal"):
-            model[r][f"{column}_{dim}"] = table[f"{dim}_pred"].to_numpy()
-            if r == 0 and head == units[0].head:
-                zero[f"{space}_{dim}"] = table[f"{dim}_zero_shot"].to_numpy()
-    return model, zero
 
 
 def group_indices(samples: list[dict], group_by: str) -> np.ndarray:

@@ -1,29 +1,15 @@
 """The colour-space comparison's report, from the out-of-fold predictions of every unit.
 
-For each colour space and head (and for EmoNet's own zero-shot output on that input): PCC, CCC, RMSE and
-SAGR per fold, their mean and sample sd over folds, and pooled over all out-of-fold predictions with a 95 %
-CI from a bootstrap that resamples clips (actors with the actor split), on repetition 0. Against the
-reference space (same head) and against the frame head (same space): the pooled CCC difference with its CI
-and two-sided p-value from the same paired draws (`bootstrap.py`), and the per-fold differences. With
-repetitions (R > 1): each repetition's pooled figures and folds, and the corrected resampled t-test of the
-R x K per-fold differences (`cv_statistics.py`).
+Per colour space and head (and EmoNet's zero-shot output): PCC, CCC, RMSE and SAGR per fold and pooled, with a
+bootstrap over clips (actors with the actor split); differences to the reference space and to the frame head, paired.
+Each row leads with one headline figure whose differences add up on the page, the statistic named beside it: one
+repetition, the pooled CCC and the paired bootstrap (`bootstrap.py`); R > 1 repetitions of K folds, the mean of the
+R x K fold CCCs and the corrected resampled t-test (`cv_statistics.py`); the official protocol's one fixed split with
+R > 1 seeds, the mean over seeds with a bootstrap over groups and seeds (`Draws`), since the corrected t-test is for
+cross-validation's overlapping training sets. The guide, "Reading the report", says how to read each.
 
-Every row leads with one headline figure and its differences, computed so that they add up on the page (a
-difference is exactly the difference of the two headline CCCs beside it), and the statistic is named
-wherever a figure is printed:
-- one repetition: the pooled CCC with its clip-bootstrap CI; a difference is the difference of two pooled
-  CCCs, with the paired bootstrap's CI and p;
-- R > 1: the mean of the R x K fold CCCs with its corrected-t CI; a difference is the mean of the R x K
-  per-fold differences (= the difference of the two means), with the corrected resampled t-test's CI and p.
-- the official protocol (Aff-Wild2, AffectNet: one fixed test set, the official validation split) with R > 1 seeds:
-  the mean over seeds of the pooled CCC, with the interval of a bootstrap that resamples the scored groups and the
-  seeds (`Draws`); a difference is the difference of those means, with the paired draws' CI and p. The corrected
-  t-test is for cross-validation's overlapping training sets and does not apply to one fixed split.
-The other figures (repetition 0's pooled values and bootstrap, the folds) follow, labelled as what they are.
-
-Written as comparison.json (for tools), comparison.csv (long format), comparison.md (the table for a paper,
-the protocol under it) and comparison.png.
-"""
+Written as comparison.json (for tools), comparison.csv (long format), comparison.md (the table for a paper, the
+protocol under it) and comparison.png."""
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -32,10 +18,10 @@ import numpy as np
 import pandas as pd
 
 from .bootstrap import BOOTSTRAP_METRICS, CI_LEVEL, draw_counts, group_sums, interval, p_value, resample
-from .constants import CROSS_CORPUS, DEFAULT_DATASET, OFFICIAL
+from .constants import CROSS_CORPUS, DEFAULT_DATASET, DEFAULT_HEAD, OFFICIAL
 from .cv_statistics import corrected_ccc_interval, corrected_resampled_ttest
-from .datasets import DATASETS
-from .heads import DEFAULT_HEAD, SIGMA_GRID, TEMPORAL_DEFAULTS, TEMPORAL_WINDOW
+from .dataset_info import DATASETS
+from .heads import SIGMA_GRID, TEMPORAL_DEFAULTS, TEMPORAL_WINDOW
 from .io import save_figure, write_json, write_text
 from .metrics import regression_metrics
 from .text import number

@@ -54,3 +54,33 @@ MANIFEST_FORMAT = "emonet-features/2"
 # official validation split, and the cross-corpus rows scored on another corpus.
 OFFICIAL = "official"
 CROSS_CORPUS = "cross-corpus"
+
+
+# -- the choices and defaults of the scripts' flags (the parsers read them without importing torch) ----------------------
+# Colour spaces fed to EmoNet (`colour.convert_colour`); rgb is what it was trained on.
+COLOR_SPACES = ("rgb", "hsv", "hsv_opencv", "lab", "yuv")
+DEFAULT_COLOR_SPACE = "rgb"
+# Face crops (`crop.crop_face`): EmoNet's square from 68 landmarks, or the whole frame resized (the seed's).
+CROP_MODES = ("landmarks", "resize")
+DEFAULT_CROP = "landmarks"
+# predict.py's crops: the model's own, or one of these.
+PREDICT_CROPS = ("model", "landmarks", "box", "resize")
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+LOSS_NAMES = ("ccc", "mse", "mae")
+OPTIMIZERS = ("adam", "sgd")
+# What a split keeps whole on one side (frame leaks: neighbouring frames on both sides).
+SPLIT_MODES = ("clip", "actor", "frame")
+DEFAULT_VAL_SPLIT = 0.2
+HEAD_KINDS = ("frame", "smooth", "temporal")
+DEFAULT_HEAD = "frame"
+DEFAULT_CLIPS_PER_BATCH = 8
+# The training scripts' defaults (train_emonet_features.py, train_emonet_hsv.py).
+HEAD_DEFAULTS = {"batch_size": 64, "epochs": 50, "learning_rate": 1e-3}
+FINETUNE_DEFAULTS = {"batch_size": 32, "epochs": 10, "learning_rate": 1e-4}
+# The comparison's approaches: heads on extracted features, or EmoNet fine-tuned on frames.
+APPROACHES = ("head", "finetune")
+FACE_MODES = ("all", "largest")
+SUBSETS = ("val", "train", "all")
+# evaluate_hsv_model.py: what --model_type names, and EmoNet's expression-class sets of AffectNet (--expression_classes).
+EVALUATED_MODELS = ("feature", "full", "pretrained")
+EXPRESSION_CLASS_SETS = (8, 5)

@@ -8,10 +8,8 @@ import math
 import cv2
 import numpy as np
 
-from .constants import FACE_CROP_DIVISOR, FACE_CROP_REFERENCE, FLIP_ORDER_68, IMAGE_SIZE, NUM_LANDMARKS
+from .constants import CROP_MODES, FACE_CROP_DIVISOR, FACE_CROP_REFERENCE, FLIP_ORDER_68, IMAGE_SIZE, NUM_LANDMARKS
 
-CROP_MODES = ("landmarks", "resize")
-DEFAULT_CROP = "landmarks"
 
 
 def square_from_box(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float]:

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .comparison import (MODEL_TYPES, CommonFrames, HeadComparison, Unit, check_feature_files, check_manifests,
-                         feature_identity, group_indices, load_space, prediction_column, read_manifests, unit_groups,
-                         without_samples, write_predictions)
+from .comparison import (MODEL_TYPES, CommonFrames, Unit, check_feature_files, check_manifests, feature_identity,
+                         group_indices, load_space, prediction_column, read_manifests, unit_groups, without_samples)
+from .comparison_heads import HeadComparison
+from .comparison_records import cross_files, write_predictions
 from .constants import LABEL_SCALE
 from .errors import EmoNetError
 from .head_training import HEAD_THREADS, intra_op_threads
@@ -54,7 +55,7 @@ class TestCorpus:
 
     def files(self, unit_folder: Path) -> tuple[Path, Path]:
         """(predictions, record) of a unit."""
-        return unit_folder / f"cross_{self.dataset}.csv", unit_folder / f"cross_{self.dataset}.json"
+        return cross_files(unit_folder, self.dataset)
 
 
 def read_test_corpus(paths: dict[str, Path], training: dict[str, Manifest], training_dataset: str, heads: list[str],

@@ -4,11 +4,11 @@ import os
 
 import torch
 
+from .constants import DEVICE_CHOICES
 from .errors import EmoNetError
 
 logger = logging.getLogger(__name__)
 
-DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
 
 
 def resolve_device(name: str) -> torch.device:

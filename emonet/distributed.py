@@ -1,7 +1,7 @@
 """torch.distributed under torchrun: one process per device, nccl on CUDA and gloo on the CPU.
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them (a plain `python script.py`) there is one
-process, no process group, and every helper here is a no-op, so the scripts behave as they always did.
+process, no process group, and every helper here is a no-op.
 
 What the pipeline shares among processes is decided here: which frames a process works on (whole
 clips, balanced by frame count, for extraction; every world_size-th position for predictions), and how

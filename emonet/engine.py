@@ -3,7 +3,7 @@ inference engine instead of PyTorch's eager mode.
 
 Why ONNX Runtime (measured side by side with benchmarks/bench_extract.py, batch 1, two threads, README_HSV_PIPELINE.md
 "Benchmarks"): in float32 it was the fastest of the two engines on both CPUs measured (on an AMD EPYC with AVX-512,
-about 1.2x PyTorch eager; on one with AVX2 only, 2.3-2.9x in the issue's figures, where OpenVINO was 2.1-2.6x), its
+about 1.2x PyTorch eager; on one with AVX2 only, 2.3-2.9x in figures measured there, where OpenVINO was 2.1-2.6x), its
 post-training int8 quantisation ships in the same package, and its wheel is 78 MB against OpenVINO's 180 MB. Its
 float32 outputs equal PyTorch's to float rounding (about 5e-7 of the largest value, tests/test_engine.py), so its
 features are the same features ("fp32"); int8 features are another feature set ("int8").

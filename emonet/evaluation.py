@@ -22,7 +22,6 @@ from .text import number
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-SUBSETS = ("val", "train", "all")
 DIMENSIONS = ("valence", "arousal")
 OVERALL = ("PCC", "CCC", "MSE", "RMSE")
 CSV_COLUMNS = ("clip", "frame", "valence_true", "arousal_true", "valence_pred", "arousal_pred")

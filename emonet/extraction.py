@@ -28,10 +28,9 @@ from tqdm import tqdm
 
 from .afew_va import Frame, Problem, no_usable_frame
 from .checkpoint import load_emonet, require_file
-from .cli import dataset_root_for
-from .constants import FEATURE_DIM, IMAGE_SIZE
+from .constants import DEFAULT_DATASET, FEATURE_DIM, IMAGE_SIZE
 from .data import FrameDataset, frame_loader, split_failures
-from .datasets import DEFAULT_DATASET, dataset_crop, dataset_settings, read_dataset
+from .datasets import dataset_settings, read_dataset
 from .device import amp_enabled
 from .distributed import Distributed, init_distributed, shard_clips
 from .engine import calibration_id, choose_backend, int8_precision
@@ -39,50 +38,14 @@ from .errors import DatasetError
 from .feature_store import FRAME_KEYS, clip_file, clip_frames, frame_file, pack_clip
 from .inference import COMPILED_SUFFIX, infer, make_runner
 from .io import TMP_SUFFIX, check_writable, save_npz, sha256_file, write_json
-from .manifest import FEATURE_IDENTITY_KEYS, default_feature_paths, write_manifest
+from .manifest import FEATURE_IDENTITY_KEYS, write_manifest
 from .runs import check_kind
+from .settings import ExtractionConfig
 
 logger = logging.getLogger(__name__)
 
 SETTINGS_FILE = "extraction_settings.json"
 ERRORS_FILE = "extraction_errors.json"
-
-
-@dataclass
-class ExtractionConfig:
-    dataset_root: str
-    output_dir: str
-    manifest_file: str
-    pretrained_path: str
-    color_space: str = "hsv"
-    crop: str = "landmarks"
-    batch_size: int = 32
-    num_workers: int | None = None  # data.loader_workers decides
-    device: str = "auto"
-    amp: bool = False
-    compile: bool = False
-    limit: int | None = None
-    overwrite: bool = False
-    progress: bool = True
-    dataset: str = DEFAULT_DATASET
-    backend: str = "auto"  # engine.choose_backend decides
-    threads: int | None = None  # every core
-    int8_calibration: int | None = None  # int8 features calibrated on this many frames (ONNX Runtime)
-
-    @classmethod
-    def from_args(cls, args) -> "ExtractionConfig":
-        """From the extraction scripts' flags (see `cli.add_extraction_arguments`); the default feature folder
-        and manifest follow the colour space (`manifest.default_feature_paths`)."""
-        output_dir, manifest_file = default_feature_paths(args.color_space)
-        return cls(dataset=args.dataset,
-            dataset_root=dataset_root_for(args.dataset, args.dataset_root), output_dir=args.output_dir or output_dir,
-            manifest_file=args.manifest_file or manifest_file, pretrained_path=args.pretrained_path,
-            color_space=args.color_space, crop=dataset_crop(args.dataset, args.crop), batch_size=args.batch_size,
-            num_workers=args.num_workers,
-            device=args.device, amp=args.amp, compile=args.compile, limit=args.limit, overwrite=args.overwrite,
-            progress=not args.no_progress, backend=args.backend, threads=args.threads,
-            int8_calibration=args.int8_calibration,
-        )
 
 
 @dataclass
@@ -185,6 +148,7 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult | None:
     Under torchrun, each rank extracts its own clips and rank 0 writes the manifest and the error file with
     every rank's problems.
     """
+    config = config.checked()  # the dataset's crop, the default folders, $AFEW_VA_ROOT
     dist = init_distributed(config.device)
     try:
         return _extract(config, dist)
@@ -195,8 +159,6 @@ def extract_features(config: ExtractionConfig) -> ExtractionResult | None:
 def _extract(config: ExtractionConfig, dist: Distributed) -> ExtractionResult | None:
     device = dist.device
     amp = amp_enabled(device, config.amp)
-    if config.int8_calibration is not None and config.int8_calibration < 1:
-        raise DatasetError(f"--int8_calibration {config.int8_calibration}: at least one frame to calibrate on")
     choice = choose_backend(config.backend, device, amp, config.compile, config.int8_calibration is not None,
                             config.threads)
     output_dir, manifest_path = Path(config.output_dir), Path(config.manifest_file)

@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 PARALLEL_LOAD_MIN_FILES = 4000
 LOAD_CHUNK = 256
 # Optimisation defaults of train_emonet_features.py (and of the head comparison).
-HEAD_DEFAULTS = {"batch_size": 64, "epochs": 50, "learning_rate": 1e-3}
 
 
 @dataclass

@@ -20,16 +20,17 @@ from tqdm import tqdm
 
 from .afew_va import Frame, no_usable_frame
 from .checkpoint import load_emonet
-from .constants import DEFAULT_DATASET, LABEL_SCALE
-from .crop import DEFAULT_CROP
+from .constants import DEFAULT_CROP, DEFAULT_DATASET, LABEL_SCALE
 from .data import Augment, FrameDataset, frame_loader, split_failures, to_model_input
-from .datasets import DATASETS, check_crop, read_dataset
+from .dataset_info import DATASETS, check_crop
+from .datasets import read_dataset
 from .device import amp_enabled, autocast
 from .distributed import Distributed, shard_positions
 from .errors import EmoNetError
 from .inference import infer, prepare
 from .losses import get_loss
 from .model import EMOTION_MODULES, EmoNet
+from .settings import FinetuneConfig
 from .splits import SplitIndices, selection_side
 from .training import (TrainingRun, epoch_generator, fit, make_optimizer, module_state, reseed, va_ccc,
                        warn_constant_selection)
@@ -37,7 +38,6 @@ from .training import (TrainingRun, epoch_generator, fit, make_optimizer, module
 logger = logging.getLogger(__name__)
 
 # Optimisation defaults of train_emonet_hsv.py (and of the fine-tuning comparison).
-FINETUNE_DEFAULTS = {"batch_size": 32, "epochs": 10, "learning_rate": 1e-4}
 # Flags of a fine-tuning run that a resumed run must keep, besides training.RESUME_FIXED_ARGS.
 FINETUNE_FIXED_ARGS = ("color_space", "crop", "freeze_backbone", "augment", "colour_jitter", "grad_clip", "limit",
                        "amp", "n_expression", "sync_bn")
@@ -166,51 +166,60 @@ def _sync_batchnorm(model: EmoNet) -> None:
         setattr(model, name, nn.SyncBatchNorm.convert_sync_batchnorm(getattr(model, name)))
 
 
-def finetune_emonet(frames: list[Frame], indices: SplitIndices, args, output_dir: Path, meta: dict,
+def check_device(config: FinetuneConfig, dist: Distributed) -> None:
+    """What fine-tuning asks of the machine (bf16, SyncBatchNorm), refused before any work."""
+    amp_enabled(dist.device, config.amp)
+    if config.sync_bn and not dist.is_distributed:
+        raise EmoNetError("--sync_bn synchronises BatchNorm across processes: launch with torchrun --nproc_per_node N")
+    if config.sync_bn and dist.device.type != "cuda":
+        raise EmoNetError("--sync_bn needs CUDA: PyTorch's SyncBatchNorm runs on GPUs only")
+
+
+def finetune_emonet(frames: list[Frame], indices: SplitIndices, config: FinetuneConfig, output_dir: Path, meta: dict,
                     resumed: dict | None, dist: Distributed) -> TrainingRun:
     """Fine-tune --pretrained_path on `frames[indices.train]`, choosing the best epoch on `indices.selection`.
 
-    `args` carries the flags of train_emonet_hsv.py; `meta` (split, settings, args) goes into every
+    `config` carries the flags of train_emonet_hsv.py; `meta` (split, settings, config) goes into every
     checkpoint. Under torchrun, DistributedDataParallel over the trainable parameters; only rank 0 writes.
     """
     device = dist.device
-    amp = amp_enabled(device, args.amp)
-    torch.manual_seed(args.seed)
-    model, _ = load_emonet(args.pretrained_path)
-    if args.n_expression is not None and args.n_expression != model.n_expression:
-        raise EmoNetError(f"--n_expression {args.n_expression}, but {args.pretrained_path} has {model.n_expression} classes")
-    if args.freeze_backbone:
+    amp = amp_enabled(device, config.amp)
+    torch.manual_seed(config.seed)
+    model, _ = load_emonet(config.pretrained_path)
+    if config.n_expression is not None and config.n_expression != model.n_expression:
+        raise EmoNetError(f"--n_expression {config.n_expression}, but {config.pretrained_path} has {model.n_expression} classes")
+    if config.freeze_backbone:
         model.freeze_backbone()
-    if args.sync_bn and dist.is_distributed:
+    if config.sync_bn and dist.is_distributed:
         _sync_batchnorm(model)
     model.to(device, memory_format=torch.channels_last)
-    optimizer = make_optimizer(args.optimizer, [p for p in model.parameters() if p.requires_grad],
-                               args.learning_rate, args.weight_decay)
+    optimizer = make_optimizer(config.optimizer, [p for p in model.parameters() if p.requires_grad],
+                               config.learning_rate, config.weight_decay)
     # DDP all-reduces the gradients of the parameters that require them: a frozen backbone stays outside.
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if dist.is_distributed else model
-    loss_fn = get_loss(args.loss_function)
-    augment = Augment(colour_jitter=args.colour_jitter) if args.augment else None
-    train_set = FrameDataset([frames[i] for i in indices.train], args.color_space, args.crop, augment, seed=args.seed)
+    loss_fn = get_loss(config.loss_function)
+    augment = Augment(colour_jitter=config.colour_jitter) if config.augment else None
+    train_set = FrameDataset([frames[i] for i in indices.train], config.color_space, config.crop, augment, seed=config.seed)
     select_frames = [frames[i] for i in indices.selection]
     select_target = np.array([[f.valence, f.arousal] for f in select_frames], dtype=np.float32) / LABEL_SCALE
-    progress = not args.no_progress and dist.is_main
+    progress = config.progress and dist.is_main
 
     def one_epoch(epoch: int) -> float:
-        reseed(args.seed, epoch)
-        return train_epoch(net, train_set, optimizer, loss_fn, device, epoch, args.seed, args.batch_size,
-                           args.num_workers, amp, args.grad_clip, progress=progress, dist=dist)
+        reseed(config.seed, epoch)
+        return train_epoch(net, train_set, optimizer, loss_fn, device, epoch, config.seed, config.batch_size,
+                           config.num_workers, amp, config.grad_clip, progress=progress, dist=dist)
 
     def validate() -> dict:
-        pred, failed = predict_frames(model, select_frames, args.color_space, args.crop, device, args.batch_size,
-                                      args.num_workers, amp, flip_tta=False, progress=progress, dist=dist)
+        pred, failed = predict_frames(model, select_frames, config.color_space, config.crop, device, config.batch_size,
+                                      config.num_workers, amp, flip_tta=False, progress=progress, dist=dist)
         ok = np.array([i not in failed for i in range(len(select_frames))])  # undecodable frames are left out
         loss = loss_fn(torch.from_numpy(pred[ok]), torch.from_numpy(select_target[ok])).item()
         v, a = va_ccc(pred[ok], select_target[ok])
         return {"loss": loss, "valence_CCC": v, "arousal_CCC": a}
 
-    run = TrainingRun(output_dir, args.epochs, args.save_freq, {**meta, "model_args": {"n_expression": model.n_expression}},
-                      *module_state(model, optimizer), is_main=dist.is_main, keep_checkpoints=args.keep_checkpoints)
+    run = TrainingRun(output_dir, config.epochs, config.save_freq, {**meta, "model_args": {"n_expression": model.n_expression}},
+                      *module_state(model, optimizer), is_main=dist.is_main, keep_checkpoints=config.keep_checkpoints)
     if dist.is_main:
         warn_constant_selection(select_target * LABEL_SCALE, str(output_dir), selection_side(meta["split"]))
     fit(run, one_epoch, validate, resumed)

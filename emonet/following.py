@@ -20,7 +20,6 @@ from .people import DEFAULT_FPS, LargestFaceFollower, PeopleTracker, TrackerConf
 from .shots import MIN_SHOT_FRAMES, ShotDetector
 from .timing import StageTimer
 
-FACE_MODES = ("all", "largest")
 # Shot cuts: no two closer than this (PySceneDetect's 15 frames at 25 fps).
 MIN_SHOT_SECONDS = MIN_SHOT_FRAMES / DEFAULT_FPS
 # Stages this module times (prediction.py adds its own).

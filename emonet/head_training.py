@@ -1,24 +1,13 @@
-"""Training the heads of `heads.py` on in-memory features: the code behind train_emonet_features.py and every
-head unit of compare_color_spaces.py.
+"""Training the heads of `heads.py` on in-memory features: the code behind train_emonet_features.py and every head
+unit of compare_color_spaces.py.
 
-Frame and smooth heads are trained as a batch of units (`StackedHeads`): U networks of identical shape,
-each with its own data, split, seed, dropout draws and optimizer state, held as one set of batched weights
-(one `baddbmm` per layer for all of them). A head step is bound by per-operation overhead (about 70 small
-operations): on a 2-core Xeon, one thread, a step cost 0.97 ms for one unit and 0.41 ms per unit in a batch
-of 10 to 50, once the optimizer was torch's fused Adam over each unit's own tensors (over one flat U x P
-parameter, each update a pass over every unit's memory, it was 1.0 ms). The units
-never mix: each unit's loss depends on its own weights only, the optimizer updates element by element, and
-the batched matrix products compute each unit's slice exactly as they compute a unit alone (checked by the
-tests: a unit trained alone and in a batch ends with the same bits). A single run is a batch of one.
-
-The smooth head trains exactly as the frame head (same weights at every epoch for the same seed); its
-validation also tries each sigma of `heads.SIGMA_GRID` on the selection side's clips, and the epoch and
-sigma with the best mean CCC are kept together.
-
-The temporal head trains alone (`train_temporal_unit`), on clips: each step a batch of `clips_per_batch` clips
-padded to the longest, the loss over their frames only (the mask); a clip longer than `heads.TEMPORAL_WINDOW` frames
-(Aff-Wild2's videos) is cut into windows of that many, at an offset drawn anew every epoch.
-"""
+Frame and smooth heads train as a batch of units (`StackedHeads`): U networks of one shape, each with its own data,
+split, seed, dropout and optimizer state, held as batched weights (one `baddbmm` per layer), because a head step is
+bound by per-operation overhead (the guide's "Heads" benchmark). Units never mix: a unit trained alone and in a batch
+ends with the same bits (tested). The smooth head trains as the frame head and also picks its sigma
+(`heads.SIGMA_GRID`) with the epoch on the selection side. The temporal head trains alone (`train_temporal_unit`) on
+padded, masked batches of clips, longer clips cut into windows of `heads.TEMPORAL_WINDOW` frames at a new offset
+every epoch."""
 import contextlib
 import logging
 from dataclasses import dataclass, field
@@ -33,10 +22,11 @@ from tqdm import tqdm
 from .constants import LABEL_SCALE
 from .errors import CheckpointError
 from .features import FeatureSet
-from .heads import HEAD_HIDDEN, SIGMA_GRID, TEMPORAL_DEFAULTS, TEMPORAL_WINDOW, ClipSequences, FeatureHead, TemporalHead, clip_batch, \
-    smooth_clips, temporal_predictions
+from .heads import (HEAD_HIDDEN, SIGMA_GRID, TEMPORAL_DEFAULTS, TEMPORAL_WINDOW, ClipSequences, FeatureHead,
+                    TemporalHead, clip_batch, smooth_clips, temporal_predictions)
 from .losses import batched_loss, get_loss
 from .manifest import take
+from .settings import HeadConfig
 from .splits import SplitIndices, selection_side
 from .training import (SGD_MOMENTUM, TrainingRun, epoch_generator, fit, fit_runs, make_optimizer, module_state, reseed,
                        va_ccc, warn_constant_selection)
@@ -52,7 +42,6 @@ DROPOUT_CHUNK = 64
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
 # Clips per step of the temporal head (train_emonet_features.py --clips_per_batch): about 400 frames.
-DEFAULT_CLIPS_PER_BATCH = 8
 # Separate random streams of one (seed, epoch): the order of the frames, the dropout masks, the temporal head's windows.
 DROPOUT_STREAM = 7919
 WINDOW_STREAM = 104_729
@@ -73,34 +62,34 @@ class HeadUnit:
     sequences: ClipSequences | None = field(default=None, repr=False)  # the selection side's clips (smooth)
 
 
-def head_config(kind: str, args) -> dict:
+def head_config(kind: str, config: HeadConfig) -> dict:
     """What a checkpoint records of a head besides its weights (`head`), from the training flags."""
     if kind == "smooth":
         return {"kind": kind, "sigma_grid": list(SIGMA_GRID)}
     if kind == "temporal":
-        return {"kind": kind, **TEMPORAL_DEFAULTS, "clips_per_batch": args.clips_per_batch, "window": TEMPORAL_WINDOW}
+        return {"kind": kind, **TEMPORAL_DEFAULTS, "clips_per_batch": config.clips_per_batch, "window": TEMPORAL_WINDOW}
     return {"kind": kind}
 
 
-def model_args(kind: str, args) -> dict:
+def model_args(kind: str, config: HeadConfig) -> dict:
     """The constructor arguments of a unit's network (`model_args` in its checkpoint)."""
     if kind == "temporal":
-        return {**TEMPORAL_DEFAULTS, "dropout": args.dropout}
-    return {"dropout": args.dropout}
+        return {**TEMPORAL_DEFAULTS, "dropout": config.dropout}
+    return {"dropout": config.dropout}
 
 
-def train_heads(units: list[HeadUnit], datasets: list[FeatureSet], args, device: torch.device,
+def train_heads(units: list[HeadUnit], datasets: list[FeatureSet], config: HeadConfig, device: torch.device,
                 progress: bool = False) -> None:
-    """Train every unit for `args.epochs` (flags of `cli.add_optimisation_arguments`, `dropout`, and
-    `clips_per_batch` for temporal units), choosing each one's best epoch on its selection side. Frame and
+    """Train every unit for `config.epochs` (its optimisation, `dropout`, and `clips_per_batch` for temporal units),
+    choosing each one's best epoch on its selection side. Frame and
     smooth units train together as one batch, temporal units one after the other."""
     stacked = [u for u in units if u.kind != "temporal"]
     with intra_op_threads(HEAD_THREADS):
         if stacked:
-            StackedTrainer(stacked, datasets, args, device).fit(progress)
+            StackedTrainer(stacked, datasets, config, device).fit(progress)
         for unit in units:
             if unit.kind == "temporal":
-                train_temporal_unit(unit, datasets[unit.data], args, device)
+                train_temporal_unit(unit, datasets[unit.data], config, device)
 
 
 @contextlib.contextmanager
@@ -241,9 +230,9 @@ def _stream(seed: int, epoch: int, stream: int) -> torch.Generator:
 class StackedTrainer:
     """The epoch loop of a batch of frame/smooth units (see the module docstring)."""
 
-    def __init__(self, units: list[HeadUnit], datasets: list[FeatureSet], args, device: torch.device):
-        self.units, self.args, self.device = units, args, device
-        self.batch = args.batch_size
+    def __init__(self, units: list[HeadUnit], datasets: list[FeatureSet], config: HeadConfig, device: torch.device):
+        self.units, self.config, self.device = units, config, device
+        self.batch = config.batch_size
         # The feature sets these units train on, stacked; one set is used as it is: a forked worker then shares the
         # parent's pages instead of copying every colour space (2.9 GB each at Aff-Wild2's size).
         used = sorted({u.data for u in units})
@@ -256,7 +245,7 @@ class StackedTrainer:
         heads = []
         for unit in units:
             torch.manual_seed(unit.seed)  # a unit's initial weights depend on its seed alone
-            head = FeatureHead(dropout=args.dropout)
+            head = FeatureHead(dropout=config.dropout)
             head.set_normalisation(datasets[unit.data].features, unit.indices.train)  # training side only
             heads.append(head)
             samples = datasets[unit.data].samples
@@ -265,10 +254,10 @@ class StackedTrainer:
             warn_constant_selection(datasets[unit.data].labels[unit.indices.selection], str(unit.output_dir),
                                     selection_side(unit.meta["split"]))
         self.heads = StackedHeads(heads, device)
-        self.optimizer = StackedOptimizer(args.optimizer, self.heads.params, args.learning_rate, args.weight_decay)
-        self.loss = get_loss(args.loss_function)
-        self.runs = [TrainingRun(u.output_dir, args.epochs, args.save_freq, u.meta, *self._state(i),
-                                 keep_checkpoints=args.keep_checkpoints) for i, u in enumerate(units)]
+        self.optimizer = StackedOptimizer(config.optimizer, self.heads.params, config.learning_rate, config.weight_decay)
+        self.loss = get_loss(config.loss_function)
+        self.runs = [TrainingRun(u.output_dir, config.epochs, config.save_freq, u.meta, *self._state(i),
+                                 keep_checkpoints=config.keep_checkpoints) for i, u in enumerate(units)]
 
     def _state(self, u: int):
         def state() -> dict:
@@ -281,7 +270,7 @@ class StackedTrainer:
         return state, restore
 
     def fit(self, progress: bool) -> None:
-        bar = tqdm(total=max(self.args.epochs - min(r.start_epoch for r in self.runs) + 1, 0), unit="epoch",
+        bar = tqdm(total=max(self.config.epochs - min(r.start_epoch for r in self.runs) + 1, 0), unit="epoch",
                    desc=f"{len(self.units)} head unit{'s' if len(self.units) > 1 else ''}", disable=not progress)
 
         def train_epoch(epoch: int, active: list[int]) -> list[float]:
@@ -335,7 +324,7 @@ class StackedTrainer:
             x = self.x.index_select(0, r.reshape(-1)).view(*r.shape, -1)
             y = self.y.index_select(0, r.reshape(-1)).view(*r.shape, -1)
             step_masks = None if masks is None else tuple(m[:, step % DROPOUT_CHUNK] for m in masks)
-            losses = batched_loss(self.args.loss_function, self.heads.forward(x, step_masks), y, weight[:, step, :, None])
+            losses = batched_loss(self.config.loss_function, self.heads.forward(x, step_masks), y, weight[:, step, :, None])
             losses = losses * stepping[:, step]  # a unit that skips the step gets no gradient
             for param in self.heads.params:
                 param.grad = None
@@ -370,18 +359,18 @@ class StackedTrainer:
 
 
 # -- the temporal head -------------------------------------------------------------------------------------------
-def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.device,
+def train_temporal_unit(unit: HeadUnit, data: FeatureSet, config: HeadConfig, device: torch.device,
                         network: torch.nn.Module | None = None) -> TrainingRun:
     """Train a TemporalHead on the training side's clips, choosing its best epoch on the selection side.
 
     `network`: another sequence model with TemporalHead's interface (`forward(x, mask)`, `set_normalisation`), for
     benchmarks/bench_temporal_heads.py, which compares architectures with this same loop."""
     torch.manual_seed(unit.seed)
-    model = network if network is not None else TemporalHead(**model_args("temporal", args))
+    model = network if network is not None else TemporalHead(**model_args("temporal", config))
     model.set_normalisation(data.features, unit.indices.train)
     model.to(device)
-    optimizer = make_optimizer(args.optimizer, model.parameters(), args.learning_rate, args.weight_decay)
-    loss_fn = get_loss(args.loss_function)
+    optimizer = make_optimizer(config.optimizer, model.parameters(), config.learning_rate, config.weight_decay)
+    loss_fn = get_loss(config.loss_function)
     # The training clips as rows of the whole arrays: no copy of the training side's features (2.3 GB at Aff-Wild2's size).
     train = ClipSequences.from_samples(take(data.samples, unit.indices.train)).on(unit.indices.train)
     labels = data.labels / np.float32(LABEL_SCALE)
@@ -400,8 +389,8 @@ def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.de
         offsets = torch.randint(TEMPORAL_WINDOW, (len(train.clips),), generator=_stream(unit.seed, epoch, WINDOW_STREAM))
         pieces = train.windows(TEMPORAL_WINDOW, offsets.numpy())
         order = torch.randperm(len(pieces), generator=epoch_generator(unit.seed, epoch)).tolist()
-        for start in range(0, len(order), args.clips_per_batch):
-            chunk = [pieces[i] for i in order[start : start + args.clips_per_batch]]
+        for start in range(0, len(order), config.clips_per_batch):
+            chunk = [pieces[i] for i in order[start : start + config.clips_per_batch]]
             x, mask = clip_batch(train, data.features, chunk)
             y, _ = clip_batch(train, labels, chunk)
             mask = mask.to(device)
@@ -423,7 +412,7 @@ def train_temporal_unit(unit: HeadUnit, data: FeatureSet, args, device: torch.de
         return {"loss": loss_fn(torch.from_numpy(pred), torch.from_numpy(select_y)).item(), "valence_CCC": v,
                 "arousal_CCC": a}
 
-    run = TrainingRun(unit.output_dir, args.epochs, args.save_freq, unit.meta, *module_state(model, optimizer),
-                      keep_checkpoints=args.keep_checkpoints)
+    run = TrainingRun(unit.output_dir, config.epochs, config.save_freq, unit.meta, *module_state(model, optimizer),
+                      keep_checkpoints=config.keep_checkpoints)
     fit(run, train_epoch, validate, unit.resumed)
     return run

@@ -24,11 +24,9 @@ import torch.nn.functional as F
 from scipy.ndimage import gaussian_filter1d
 from torch import nn
 
-from .constants import FEATURE_DIM, LABEL_SCALE
+from .constants import DEFAULT_HEAD, FEATURE_DIM, LABEL_SCALE
 from .errors import DatasetError
 
-HEAD_KINDS = ("frame", "smooth", "temporal")
-DEFAULT_HEAD = "frame"
 HEAD_HIDDEN = (128, 64)
 # Gaussian sigmas (in frames) the smooth head chooses from. AFEW-VA's labels move over tens of frames (clips of
 # 10 to 145 frames, about 50 on average): 8 frames already averages over a third of a second at 25 fps.

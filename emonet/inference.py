@@ -1,24 +1,12 @@
-"""Running EmoNet for predictions, decided in one place: the batch the model runs in, its memory layout and
-its precision. Extraction, evaluation on frames and zero-shot prediction go through `infer`; training
-does not (it needs its batch for the loss and BatchNorm).
+"""Running EmoNet for predictions, decided in one place: the batch the model runs in, its memory layout and its
+precision. Extraction, evaluation on frames and zero-shot prediction go through `infer`; training does not.
 
-On the CPU the network runs one frame at a time whatever the loader's batch: the activations of a single
-256 x 256 image through the hourglasses already overflow the caches, so larger batches gain little.
-Measured on a 2-core AMD EPYC (AVX-512 with BF16), torch 2.14.1, model alone, frames/s (medians of 3
-alternating rounds; `benchmarks/bench_extract.py`): float32 channels_last batch 1 / 2 / 4 5.23 / 5.35 /
-4.89; float32 NCHW batch 1 4.16; bf16 channels_last batch 1 / 2 / 4 9.42 / 10.29 / 10.36. bf16 at batch 2
-or 4 is about 9 % faster, but batch 1 is kept for both precisions: then a frame's features do not depend
-on which frame shares its batch, so a resumed run, a torchrun shard and any --batch_size write the same
-files. (On that machine bf16 batches of 2 and 4 happened to give the same bits as batch 1 and float32
-batch 2 did not, 2e-6 apart; neither is promised by oneDNN.) On CUDA the loader's batch is used as it is.
-
-`compile_model` (extraction's `--compile`) runs the same network through torch.compile: Inductor with the
-weights frozen as constants, so BatchNorm folds into the convolutions and ReLUs and adds fuse. Measured on
-the same machine, model alone, batch 1: float32 4.9 -> 5.7 frames/s, bf16 9.3 -> 10.9, after 12-50 s of
-compiling per process. Its outputs differ from the eager network's by float rounding (6e-7 of the largest
-feature in float32, 3e-3 in bf16), so compiled features are pinned as a precision of their own
-(`COMPILED_SUFFIX`) and never mixed with eager ones.
-"""
+On the CPU the network runs one frame at a time, channels_last, whatever the loader's batch: larger batches gain
+little (a single 256 x 256 image already overflows the caches; the guide's "Extraction" benchmark), and at batch 1 a
+frame's features never depend on which frame shares its batch, so a resumed run, a torchrun shard and any
+--batch_size write the same files. On CUDA the loader's batch is used as it is. `compile_model` (--compile) runs the
+network through torch.compile; its outputs differ by float rounding, so compiled features are pinned as a precision
+of their own (`COMPILED_SUFFIX`). `make_runner` chooses between this and the ONNX Runtime engine (`engine.py`)."""
 import logging
 import time
 from collections.abc import Callable

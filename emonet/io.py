@@ -11,7 +11,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-import torch
 
 TMP_SUFFIX = ".tmp"
 # Mode of a new file before the umask, as open() uses: the umask then decides who else may read it.
@@ -89,6 +88,8 @@ def save_npz(path: str | os.PathLike, **arrays) -> None:
 
 
 def save_torch(obj, path: str | os.PathLike) -> None:
+    import torch  # here: this module is also what light code (the scripts' flag checks) writes files with
+
     with atomic_open(path) as f:
         torch.save(obj, f)
 

@@ -2,7 +2,8 @@
 import torch
 import torch.nn.functional as F
 
-LOSS_NAMES = ("ccc", "mse", "mae")
+from .constants import LOSS_NAMES
+
 # Keeps 1 - CCC defined on a batch whose predictions and targets are all equal (0 / 0 otherwise).
 CCC_EPS = 1e-8
 

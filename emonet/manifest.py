@@ -24,8 +24,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from .colour import COLOR_SPACES
-from .constants import DEFAULT_DATASET, LABEL_SCALE, MANIFEST_FORMAT
+from .constants import COLOR_SPACES, DEFAULT_DATASET, LABEL_SCALE, MANIFEST_FORMAT
 from .errors import DatasetError
 from .io import write_json
 

@@ -1,25 +1,17 @@
 """Following people through a video: a person id for every detected face, never one id for two people.
 
-`PeopleTracker` (predict.py --faces all) works in two layers, as trackers of edited footage do:
-- Tracklets, within a shot, by motion (`motion.BoxMotion`, `matching`): each followed face's box is carried forward
-  and the frame's detections are assigned to the predictions at once (Hungarian algorithm on 1 - IoU). A tracklet
-  never crosses a shot cut and ends after `follow_seconds` unseen. Where two followed faces cross, their descriptors
-  may swap the two tracklets (only among the faces and tracklets of the crossing).
-- People, by identity evidence: a new tracklet is open for `decide_seconds`. While open, its clear faces
-  (`face_quality`: large, sharp, lit, frontal, whole) are described (dlib's 128-d descriptor) and it joins a known
-  person only if (a) that person's gallery of clear faces lies within `link_distance` of its own, (b) every other
-  candidate known to be someone else lies at least `link_margin` further, and (c) the two were never on screen
-  together (tracklets that share a time are different people). Otherwise, once the window has passed, it becomes a
-  new person. When in doubt, a new id: a person split in two is visible and fixable by hand (people.csv names each
-  person's nearest other person); two people merged in one id corrupt every statistic silently.
+`PeopleTracker` (--faces all) works in two layers, as trackers of edited footage do:
+- tracklets, within a shot, by motion (`motion`, `matching`): never across a cut; crossing faces may swap tracklets
+  on their descriptors;
+- people, by identity evidence: a new tracklet joins a known person only if their clear faces (`face_quality`) lie
+  within `link_distance`, every other candidate at least `link_margin` further, and the two were never on screen
+  together; otherwise, after `decide_seconds`, it is a new person. When in doubt, a new id: a split person is visible
+  and fixable (people.csv names each person's nearest other); two people merged in one id corrupt every statistic
+  silently.
 
-The caller holds rows `decide_seconds` (predict.py does) and asks `person_of(tracklet)` when it writes them. Ids are
-1, 2, 3, ... in the order people are decided (first appearance; left to right among those who appear together).
-Every threshold is in `TrackerConfig`, with how it was measured. What the ids can and cannot do: the guide, "Several
-people".
-
-`LargestFaceFollower` (--faces largest): one face a sequence, for one-person footage.
-"""
+The caller holds rows `decide_seconds` and asks `person_of(tracklet)` when it writes them. Every threshold, with how it
+was measured, is in `TrackerConfig`; what ids can and cannot do: the guide, "Several people".
+`LargestFaceFollower` (--faces largest): the largest face of each frame, one sequence."""
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field

@@ -1,27 +1,15 @@
-"""Valence and arousal on one's own videos and images, with the models this project trains (`predict.py`): which
-model predicts, and how one input is run through it, frame by frame, streamed and resumable.
+"""Valence and arousal on one's own videos and images (`predict.py`): which model predicts, and how one input runs
+through it, frame by frame, streamed and resumable.
 
-Models (`load_model`):
-- EmoNet zero-shot (`--pretrained_path` alone): its valence and arousal on the AFEW-VA scale [-10, 10] (x 10,
-  as the zero-shot evaluation scores them) and its expression probabilities;
-- a head of train_emonet_features.py (`--model_path`): EmoNet's features of each face, in the colour space,
-  crop and precision its features were extracted with, then the head; smooth and temporal heads run along
-  each person's own frames (their gaps placed by frame number, never across two people);
-- a fine-tuned EmoNet of train_emonet_hsv.py (`--model_path`): the network itself, in its colour space and
-  crop.
+Models (`load_model`): EmoNet zero-shot (x 10, the AFEW-VA scale, with its expression probabilities); a head of
+train_emonet_features.py on EmoNet's features in the colour space, crop and precision they were extracted with (smooth
+and temporal heads along each person's own frames); a fine-tuned EmoNet of train_emonet_hsv.py.
 
-One input (`Predictor.run`): who is where (`following.py`: shot cuts, faces, each face's tracklet and person), then
-the crop the model was trained with (`crop`): `landmarks`, EmoNet's crop from the 68 points of dlib's predictor
-(`dlib_models.Landmarks68`) in the detector's box, as extraction takes it from AFEW-VA's annotated points; `resize`,
-the whole frame; `box`, a square around the detector's box (as EmoNet's own video demo crops).
-
-Streamed: a face's row waits until its person is decided (`people.TrackerConfig.decide_seconds`), then goes to the
-head (a smooth or temporal head per person, `heads.SequenceStream`), and rows are written in frame order as their
-values are known; memory does not grow with the video's length. Every CHECKPOINT_FRAMES analysed frames or
-CHECKPOINT_SECONDS, whichever comes first, the rows written so far go to a part file and everything the run holds to a
-checkpoint (`prediction_state.py`): an interrupted input continues from there, and its outputs equal an
-uninterrupted run's (on the CPU, byte for byte). What is written per input and per run: `prediction_outputs.py`.
-"""
+One input (`Predictor.run`): who is where (`following.py`), the model's own crop (`landmarks`: EmoNet's crop from dlib's
+68 points in the detector's box, as extraction takes it from AFEW-VA's points; `resize`; `box`), then the model. A
+face's row waits until its person is decided, so memory does not grow with the video; every CHECKPOINT_FRAMES analysed
+frames or CHECKPOINT_SECONDS the rows so far and the run's state are saved (`prediction_state.py`), and an
+interrupted input continues to the uninterrupted run's outputs (byte for byte on the CPU)."""
 import json
 import logging
 import shutil
@@ -35,9 +23,9 @@ import torch
 from tqdm import tqdm
 
 from .checkpoint import load_emonet
-from .colour import DEFAULT_COLOR_SPACE, convert_colour
-from .constants import FEATURE_DIM, LABEL_SCALE
-from .crop import DEFAULT_CROP, crop_face, crop_square, face_box, square_from_box
+from .constants import DEFAULT_COLOR_SPACE, DEFAULT_CROP, FEATURE_DIM, LABEL_SCALE
+from .colour import convert_colour
+from .crop import crop_face, crop_square, face_box, square_from_box
 from .data import to_tensor
 from .device import amp_enabled
 from .dlib_models import DESCRIPTOR_FILE, LANDMARKS_FILE, MODELS_PACKAGE, Landmarks68
@@ -62,7 +50,6 @@ logger = logging.getLogger(__name__)
 # 5-class model keeps AffectNet's classes 0, 1, 2, 3 and 6).
 EXPRESSIONS = {8: ("neutral", "happy", "sad", "surprise", "fear", "disgust", "anger", "contempt"),
                5: ("neutral", "happy", "sad", "surprise", "anger")}
-CROPS = ("model", "landmarks", "box", "resize")
 RUN_FILE = "prediction_run.json"
 SUMMARY_FILE = "predictions.json"
 INPUTS_DIR = "inputs"

@@ -13,17 +13,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .constants import OFFICIAL
+from .constants import DEFAULT_VAL_SPLIT, OFFICIAL, SPLIT_MODES
 from .errors import DatasetError
 from .metrics import ccc, pcc
 
 logger = logging.getLogger(__name__)
 
-SPLIT_MODES = ("clip", "actor", "frame")
 # A dataset's official split (Aff-Wild2, AffectNet), as the samples' "split" values: training and validation.
 OFFICIAL_SIDES = ("train", "validation")
 SIDES = ("train", "inner_val", "val")
-DEFAULT_VAL_SPLIT = 0.2
 # The inner split draws from its own stream of the seed, so that it does not disturb the outer split.
 INNER_SPLIT_STREAM = 1
 

@@ -349,7 +349,7 @@ FILM_SHOTS = (
     Shot(50, "brick", (("alex_lacamoire2.jpg", 150, (572, 100), (0.0, 0.0), "turned"),)),
     Shot(60, "gravel", (("lin_manuel_miranda.jpg", 64, (20, 140), (0.3, 0.0), "blur"), ("biden.jpg", 66, (130, 150), (0.3, 0.0), "dark"),
                         ("rose_leslie.jpg", 64, (260, 140), (0.0, 0.2), "blur"), ("kit_harington.jpg", 66, (390, 150), (0.0, 0.0), ""),
-                        ("obama2.jpg", 120, (575, 120), (0.0, 0.0), ""))),
+                        ("obama2.jpg", 120, (535, 120), (0.0, 0.0), ""))),
     Shot(60, "coffee", (("obama.jpg", 110, (80, 100), (0.5, 0.0), ""), ("rose_leslie2.jpg", 120, (400, 90), (0.0, 0.0), ""))),
     Shot(50, "grass", (("biden2.jpg", 150, (100, 90), (0.0, 0.0), ""), ("lin_manuel_miranda.jpg", 130, (400, 100), (0.0, 0.0), ""))),
 )

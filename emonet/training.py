@@ -25,6 +25,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .constants import OPTIMIZERS
 from .checkpoint import read_checkpoint
 from .errors import CheckpointError, EmoNetError
 from .io import check_writable, save_figure, save_torch, write_json, write_text
@@ -38,7 +39,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "emonet-pipeline-checkpoint/1"
-OPTIMIZERS = ("adam", "sgd")
 SGD_MOMENTUM = 0.9
 # Which script trains (and --model_type evaluates) each model type, for messages that say what to run.
 MODEL_TYPE_SOURCES = {"feature_head": ("train_emonet_features.py", "feature"),

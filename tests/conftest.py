@@ -19,6 +19,7 @@ NO_LABELS_REASON = f"needs the real AFEW-VA labels at {LABELS_PATH} (present in 
 
 FIXTURE_CLIPS = 6
 FIXTURE_FRAMES = 4
+QUIET_CPU = ("--no_progress", "--device", "cpu")  # the flags every script run in a test takes
 
 # One intra-op thread per test process when pytest-xdist runs several, so that they share the cores.
 torch.set_num_threads(max(1, (os.cpu_count() or 1) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
@@ -105,6 +106,11 @@ def trained_temporal_head(folder: Path, released_checkpoint: Path, crop: str) ->
         ["--manifest_file", str(manifest), "--head", "temporal", "--epochs", "1", "--output_dir", str(folder / "run"),
          "--no_progress", "--device", "cpu"]))
     return folder / "run" / "best_model.pth"
+
+
+def run_script(script, *argv) -> int:
+    """`script`'s main() on `argv`, as its command line runs it."""
+    return script.main(script.get_args_parser().parse_args([str(a) for a in argv]))
 
 
 def manifest_as_list(path: Path) -> dict:

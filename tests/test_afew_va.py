@@ -114,3 +114,13 @@ def test_folders_that_are_not_clips_are_passed_over(afew_tree, tmp_path):
     (root / "__MACOSX").mkdir()
     frames, problems = read_afew_va(root)
     assert problems == [] and len(frames) == FIXTURE_CLIPS * FIXTURE_FRAMES
+
+
+def test_a_folder_without_clips_is_not_an_afew_va_folder(tmp_path, caplog):
+    # A checkout after the README's first command: code, tests, and the demo's plots (a folder holding .png files).
+    for folder in ("emonet", "tests", "color_space_comparison_demo"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "color_space_comparison_demo" / "comparison.png").write_bytes(b"\x89PNG")
+    with pytest.raises(DatasetError, match=r"this is not an AFEW-VA folder.*001/001\.json.*AFEW_VA_ROOT"):
+        read_afew_va(tmp_path)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]

@@ -1,15 +1,18 @@
 """What is said before any slow work, and what a long run shows while it works: a missing input, a wrong dataset root
 and a folder that cannot be written are named before EmoNet loads; a progress bar moves per frame; old epoch
-checkpoints do not pile up."""
+checkpoints do not pile up; a missing feature file, a truncated checkpoint and a manifest given as a checkpoint are
+named as what they are."""
 import pytest
 import torch
 
+import evaluate_hsv_model
 import extract_features_all
 import predict
 import train_emonet_features
-from conftest import clip_labels
+from conftest import QUIET_CPU, clip_labels, run_script
 from emonet import extraction
-from emonet.errors import EmoNetError
+from emonet.checkpoint import load_emonet
+from emonet.errors import CheckpointError, DatasetError, EmoNetError
 from emonet.inference import OUTPUT_KEYS, infer
 from emonet.io import write_json
 from emonet.testing import write_feature_set
@@ -65,3 +68,27 @@ def test_only_the_latest_epoch_checkpoints_are_kept(tmp_path):
          "--output_dir", str(tmp_path / "run"), "--no_progress", "--device", "cpu"]))
     assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint_epoch_*.pth")) == [
         "checkpoint_epoch_4.pth", "checkpoint_epoch_5.pth"]
+
+
+# Messages that say what to do.
+def test_missing_feature_file_names_its_manifest(tmp_path):
+    manifest = write_feature_set(tmp_path, clip_labels(3))
+    next((tmp_path / "features_hsv").glob("*/*.npz")).unlink()
+    with pytest.raises(DatasetError, match=rf"feature file is missing; it is listed in the manifest {manifest}"):
+        run_script(train_emonet_features, "--manifest_file", manifest, "--output_dir", tmp_path / "run", *QUIET_CPU)
+
+
+def test_truncated_checkpoint_message_has_no_zip_internals(tmp_path, released_checkpoint):
+    path = tmp_path / "emonet_8.pth"
+    path.write_bytes(released_checkpoint.read_bytes()[:100_000])
+    with pytest.raises(EmoNetError) as info:
+        load_emonet(path)
+    assert "truncated or corrupt" in str(info.value) and "download or save it again" in str(info.value)
+    assert "PytorchStreamReader" not in str(info.value) and "miniz" not in str(info.value)
+
+
+# A JSON file passed as a checkpoint is named as what it is.
+def test_a_manifest_passed_as_a_checkpoint_is_named(tmp_path):
+    manifest = write_feature_set(tmp_path, clip_labels(2), "features_manifest.json", "features", color_space="rgb")
+    with pytest.raises(CheckpointError, match=r"features_manifest\.json: not a checkpoint, this is a JSON file"):
+        run_script(evaluate_hsv_model, "--model_path", manifest, "--output_dir", tmp_path / "e", *QUIET_CPU)

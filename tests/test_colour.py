@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from skimage import color
 
-from emonet.colour import COLOR_SPACES, LAB_AB_OFFSET, LAB_AB_RANGE, LAB_L_MAX, YUV_U_MAX, YUV_V_MAX, convert_colour
+from emonet.constants import COLOR_SPACES
+from emonet.colour import LAB_AB_OFFSET, LAB_AB_RANGE, LAB_L_MAX, YUV_U_MAX, YUV_V_MAX, convert_colour
 
 RNG = np.random.default_rng(0)
 RANDOM = RNG.integers(0, 256, (48, 64, 3), dtype=np.uint8)

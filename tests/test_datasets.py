@@ -1,5 +1,5 @@
-"""Aff-Wild2 and AffectNet through the same readers and extraction as AFEW-VA (issue 23, items 1 and the parts of 2
-that exist): small trees in the real layouts, errors naming file and line, splits and scales in the manifest."""
+"""Aff-Wild2 and AffectNet through the same readers and extraction as AFEW-VA: small trees in the real layouts,
+errors naming file and line, splits and scales in the manifest."""
 import json
 
 import numpy as np

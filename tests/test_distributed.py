@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -156,12 +157,14 @@ def test_evaluation_on_frames_under_torchrun_equals_one_process(small_tree, rele
     shutil.copytree(small_tree, tree)
     (tree / "002" / "00001.png").write_bytes(b"corrupt")  # one process's shard: left out and listed by both runs
     argv = ["--model_type", "pretrained", "--pretrained_path", released_checkpoint, "--dataset_root", tree,
-            "--subset", "all", "--num_workers", "0"]
+            "--subset", "all", "--num_workers", "0", "--no_progress", "--device", "cpu"]
     torchrun("evaluate_hsv_model.py", *argv, "--output_dir", "two", cwd=tmp_path)
     with intra_op_threads(1):
         evaluate_hsv_model.main(evaluate_hsv_model.get_args_parser().parse_args(
-            [*map(str, argv), "--output_dir", str(tmp_path / "one"), "--no_progress", "--device", "cpu"]))
+            [*map(str, argv), "--output_dir", str(tmp_path / "one")]))
     two, one = (json.loads((tmp_path / name / "evaluation_results.json").read_text()) for name in ("two", "one"))
+    for results in (two, one):  # the one setting that differs: where each run wrote
+        assert Path(results["settings"].pop("output_dir")).name in ("two", "one")
     assert [e["path"] for e in two["excluded_frames"]] == [str(tree / "002" / "00001.png")]
     assert two["num_samples"] == 7 and np.isfinite(two["valence_metrics"]["CCC"])
     assert two == one  # every frame predicted once, by one process, gathered in order

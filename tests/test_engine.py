@@ -10,7 +10,8 @@ import torch
 
 from conftest import DATA_DIR, ROOT
 from emonet.engine import choose_backend, load_engine
-from emonet.extraction import ExtractionConfig, extract_features
+from emonet.extraction import extract_features
+from emonet.settings import ExtractionConfig
 from emonet.errors import EmoNetError
 from emonet.faces import FaceDetector
 from emonet.manifest import read_manifest

@@ -1,4 +1,5 @@
-"""Stage 2: feature extraction on the fixture tree, its failure records, refusal to mix, and kill-and-resume."""
+"""Stage 2: feature extraction on the fixture tree, its failure records, refusal to mix, kill-and-resume, and finding
+the dataset among what sits beside it."""
 import dataclasses
 import json
 import os
@@ -14,7 +15,7 @@ import torch
 
 import extract_features_all
 import extract_features_hsv_crop
-from conftest import ROOT
+from conftest import ROOT, clip_labels, manifest_as_list
 from emonet.afew_va import read_afew_va
 from emonet.checkpoint import load_emonet
 from emonet.comparison import check_manifests
@@ -24,7 +25,7 @@ from emonet.errors import DatasetError, EmoNetError
 from emonet.extraction import feature_file_ok
 from emonet.feature_store import FRAME_KEYS, clip_frames, frame_arrays
 from emonet.manifest import read_manifest
-from emonet.testing import write_synthetic_dataset
+from emonet.testing import write_afew_va_tree, write_synthetic_dataset
 
 CLIPS = 2  # --limit for the runs below: 8 frames each, a few seconds on 2 cores
 
@@ -230,3 +231,70 @@ def test_a_machine_that_cannot_compile_fails_in_one_line_and_leaves_the_folder_u
     assert not list((tmp_path / "features_hsv").glob("*/*.npz")) and not list((tmp_path / "features_hsv").glob("*.npz"))
     assert _run(extract_features_hsv_crop, base) == 0  # the folder was pinned for --compile but holds no features
     assert read_manifest(tmp_path / "features_hsv_manifest.json").settings["precision"] == "fp32"
+
+
+def test_extraction_names_follow_the_colour_space(afew_tree, released_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = ["--dataset_root", str(afew_tree), "--pretrained_path", str(released_checkpoint), "--limit", "1",
+            "--color_space", "lab", "--no_progress", "--num_workers", "0"]
+    assert extract_features_all.main(extract_features_all.get_args_parser().parse_args(argv)) == 0
+    manifest = manifest_as_list(tmp_path / "features_lab_manifest.json")
+    assert manifest["settings"]["color_space"] == "lab" and manifest["samples"][0]["path"].startswith("features_lab/")
+    assert not (tmp_path / "features").exists() and not (tmp_path / "features_manifest.json").exists()
+
+
+# Finding the data: a plot folder is not a clip; AFEW-VA/ is found whatever sits beside it.
+def test_a_folder_of_plots_is_not_an_afew_va_folder(released_checkpoint, tmp_path, monkeypatch):
+    for name in ("color_space_comparison_demo", "hsv_features_training", "evaluation_results"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "comparison.png").write_bytes(b"\x89PNG not an AFEW-VA frame")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DatasetError, match=r"this is not an AFEW-VA folder"):
+        extract_features_all.main(extract_features_all.get_args_parser().parse_args(
+            ["--dataset_root", ".", "--pretrained_path", str(released_checkpoint), "--no_progress"]))
+
+
+def test_afew_va_is_found_beside_outputs_and_macosx(afew_tree, released_checkpoint, tmp_path):
+    data = tmp_path / "data"
+    write_afew_va_tree(data / "AFEW-VA", clip_labels(2), frames_per_clip=2)
+    (data / "__MACOSX" / "AFEW-VA" / "001").mkdir(parents=True)
+    (data / "__MACOSX" / "AFEW-VA" / "001" / "._00000.png").write_bytes(b"resource fork")
+    argv = ["--dataset_root", str(data), "--pretrained_path", str(released_checkpoint), "--output_dir",
+            str(data / "features_rgb"), "--manifest_file", str(tmp_path / "m.json"), "--no_progress", "--device", "cpu"]
+    for _ in range(2):  # the second run finds AFEW-VA/ although features_rgb/ now sits beside it
+        assert extract_features_all.main(extract_features_all.get_args_parser().parse_args(argv)) == 0
+    assert len(manifest_as_list(tmp_path / "m.json")["samples"]) == 4
+
+
+# A missing key is named as missing; only the landmark crop needs landmarks.
+def test_missing_landmarks_are_needed_only_by_the_landmark_crop(released_checkpoint, tmp_path):
+    root = write_afew_va_tree(tmp_path / "AFEW-VA", clip_labels(2), frames_per_clip=2)
+    for clip in ("001", "002"):
+        path = root / clip / f"{clip}.json"
+        meta = json.loads(path.read_text())
+        for entry in meta["frames"].values():
+            del entry["landmarks"]
+        meta["frames"]["00001"].pop("arousal") if clip == "002" else None
+        path.write_text(json.dumps(meta))
+    base = ["--dataset_root", str(root), "--pretrained_path", str(released_checkpoint), "--no_progress", "--device", "cpu"]
+    resize = [*base, "--crop", "resize", "--output_dir", str(tmp_path / "r"), "--manifest_file", str(tmp_path / "r.json")]
+    assert extract_features_all.main(extract_features_all.get_args_parser().parse_args(resize)) == 0
+    assert len(manifest_as_list(tmp_path / "r.json")["samples"]) == 3
+    errors = json.loads((tmp_path / "r" / "extraction_errors.json").read_text())["errors"]
+    assert [e["reason"] for e in errors] == ["no arousal"]
+    with pytest.raises(DatasetError) as info:
+        extract_features_all.main(extract_features_all.get_args_parser().parse_args(
+            [*base, "--output_dir", str(tmp_path / "l"), "--manifest_file", str(tmp_path / "l.json")]))
+    message = str(info.value)
+    assert "no usable frame (4 problems: " in message and "no landmarks" in message and "--dataset_root" not in message
+    assert json.loads((tmp_path / "l" / "extraction_errors.json").read_text())["count"] == 4  # and the list is written
+
+
+# Smaller traps.
+def test_an_undecodable_frame_is_named_where_it_fails(released_checkpoint, tmp_path, caplog):
+    root = write_afew_va_tree(tmp_path / "AFEW-VA", clip_labels(1), frames_per_clip=2)
+    (root / "001" / "00001.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    extract_features_all.main(extract_features_all.get_args_parser().parse_args(
+        ["--dataset_root", str(root), "--pretrained_path", str(released_checkpoint), "--output_dir", str(tmp_path / "f"),
+         "--manifest_file", str(tmp_path / "m.json"), "--no_progress", "--device", "cpu"]))
+    assert any(r.levelname == "WARNING" and str(root / "001" / "00001.png") in r.getMessage() for r in caplog.records)

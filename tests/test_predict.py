@@ -1,6 +1,7 @@
-"""predict.py (issue 18): own videos, images and folders, offline face detection, the model's own crop and
+"""predict.py: own videos, images and folders, offline face detection, the model's own crop and
 colour space, outputs, bad input and resume."""
 import json
+import logging
 
 import cv2
 import numpy as np
@@ -153,14 +154,13 @@ def test_the_plot_and_the_rendered_video(zero_shot, footage):
     assert "mp4" not in stills["outputs"] and "png" in stills["outputs"] and "folder" in stills["outputs"]
 
 
-def test_a_rerun_skips_finished_inputs_and_another_model_is_refused(zero_shot, footage, released_checkpoint, capsys):
+def test_a_rerun_skips_finished_inputs_and_another_model_is_refused(zero_shot, footage, released_checkpoint, caplog):
     out, _ = zero_shot
     before = {p: p.stat().st_mtime_ns for p in (out / "inputs").glob("*")}
-    capsys.readouterr()
+    caplog.set_level(logging.INFO)
     assert _predict("--inputs", footage / "walk.mp4", footage / "stills", "--pretrained_path", released_checkpoint,
                     "--output_dir", out, "--render") == 0
-    printed = capsys.readouterr().out
-    assert printed.count("skipped (finished") == 2
+    assert caplog.text.count("skipped (finished") == 2
     assert all(p.stat().st_mtime_ns == t for p, t in before.items())
     with pytest.raises(EmoNetError, match=r"holds predictions of another model or other options \(.*crop 'landmarks' -> 'box'"):
         _predict("--inputs", footage / "walk.mp4", "--pretrained_path", released_checkpoint, "--output_dir", out,

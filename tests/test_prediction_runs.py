@@ -2,6 +2,7 @@
 resumed to the same bytes; a rerun that keeps what the folder finished; Ctrl-C and bad input said as they are; a bug
 shown as a bug."""
 import json
+import logging
 import subprocess
 import sys
 
@@ -172,23 +173,24 @@ def test_a_killed_video_resumes_to_the_same_bytes(temporal_head, released_checkp
     assert not (tmp_path / "resumed" / "inputs" / f"{name}.parts").exists()
 
 
-def test_a_rerun_with_fewer_inputs_keeps_the_others(released_checkpoint, tmp_path, capsys):
+def test_a_rerun_with_fewer_inputs_keeps_the_others(released_checkpoint, tmp_path, caplog):
     one = _write_image(tmp_path / "one.jpg", data.astronaut())
     two = _write_image(tmp_path / "two.jpg", data.astronaut()[:, ::-1])
     out = tmp_path / "out"
     common = ["--pretrained_path", released_checkpoint, "--crop", "box", "--output_dir", out]
     assert _predict("--inputs", one, two, *common) == 0
     before = {f: (out / f).read_bytes() for f in ("predictions.csv", "people.csv")}
-    capsys.readouterr()
+    caplog.set_level(logging.INFO)
     assert _predict("--inputs", one, *common) == 0
-    said = capsys.readouterr().out
+    said = caplog.text
     assert "also holds 1 input finished earlier that this command does not name (two.jpg)" in said
     assert {f: (out / f).read_bytes() for f in before} == before  # every combined output still has both
     assert [e["input"] for e in json.loads((out / "predictions.json").read_text())["inputs"]] == [str(one), str(two)]
     report = (out / "report.html").read_text()
     assert "two.jpg" in report and "image, 1 frame (1 analysed), 1 person, 1 shot" in report  # no "1 people", "1 frames"
+    caplog.clear()
     assert _predict("--inputs", one, *common, "--overwrite") == 0
-    assert "--overwrite: removed the results of 1 input" in capsys.readouterr().out
+    assert "--overwrite: removed the results of 1 input" in caplog.text
     assert set(pd.read_csv(out / "predictions.csv")["source"]) == {str(one)}
     assert not list(out.glob("two-*")) and not list((out / "inputs").glob("two-*"))
 
@@ -236,7 +238,7 @@ def test_a_bug_in_the_head_is_raised_with_its_traceback_not_reported_as_bad_inpu
                                 temporal_head, "--output_dir", tmp_path / "out"))
 
 
-def test_an_unreadable_image_and_a_truncated_video_say_so(released_checkpoint, tmp_path, capsys):
+def test_an_unreadable_image_and_a_truncated_video_say_so(released_checkpoint, tmp_path, caplog):
     folder = tmp_path / "photos"
     folder.mkdir()
     _write_image(folder / "a.jpg", data.astronaut())
@@ -258,9 +260,10 @@ def test_an_unreadable_image_and_a_truncated_video_say_so(released_checkpoint, t
                  if e["kind"] == "video")
     assert not entry["complete"] and entry["warnings"][0].startswith("decoding stopped after")
     assert entry["frames"] < 30
-    capsys.readouterr()
+    caplog.clear()
+    caplog.set_level(logging.INFO)
     assert _predict(*argv) == 0
-    skipped = [line for line in capsys.readouterr().out.splitlines() if "cut.avi: skipped" in line]
+    skipped = [r.getMessage() for r in caplog.records if "cut.avi: skipped" in r.getMessage()]
     assert skipped and "decoding stopped after" in skipped[0]  # the rerun does not call it finished without saying so
 
 

@@ -1,8 +1,11 @@
-"""Repeated cross-validation (issue 17): the corrected resampled t-test, repetitions as units, every core in one
+"""Repeated cross-validation: the corrected resampled t-test, repetitions as units, every core in one
 command, and a demo that recovers its planted signal."""
 import json
 import math
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -10,7 +13,7 @@ import pytest
 from scipy import stats
 
 import compare_color_spaces
-from conftest import clip_labels, write_spaces
+from conftest import ROOT, clip_labels, write_spaces
 from emonet.cv_statistics import corrected_ccc_interval, corrected_resampled_ttest
 from emonet.errors import EmoNetError
 
@@ -26,18 +29,28 @@ def spaces(tmp_path_factory):
     return write_spaces(folder, labels, (SIGNALS["rgb"], SIGNALS["hsv"]))
 
 
-def _compare(folder, out, *extra, training=("--epochs", "3")):
-    argv = ["--manifests", f"rgb={folder / 'features_manifest.json'}", f"hsv={folder / 'features_hsv_manifest.json'}",
+def _argv(folder, out, *extra, training=("--epochs", "3")) -> list[str]:
+    return ["--manifests", f"rgb={folder / 'features_manifest.json'}", f"hsv={folder / 'features_hsv_manifest.json'}",
             "--folds", str(FOLDS), *training, "--bootstrap", "200", "--output_dir", str(out), "--no_progress",
             "--device", "cpu", *extra]
-    compare_color_spaces.main(compare_color_spaces.get_args_parser().parse_args(argv))
+
+
+def _compare(folder, out, *extra, training=("--epochs", "3")):
+    compare_color_spaces.main(compare_color_spaces.get_args_parser().parse_args(_argv(folder, out, *extra,
+                                                                                        training=training)))
     return json.loads((out / "comparison.json").read_text()) if (out / "comparison.json").exists() else None
 
 
 @pytest.fixture(scope="module")
 def repeated(spaces, tmp_path_factory):
+    """Three repetitions in two worker processes, run as a command: a fresh process, whose workers can be forked (in
+    a process that has already trained, such as this test's, the units would be trained in the process itself)."""
     out = tmp_path_factory.mktemp("repeated") / "comparison"
-    return out, _compare(spaces, out, "--repeats", "3", "--heads", "frame", "smooth", "--workers", "2")
+    argv = _argv(spaces, out, "--repeats", "3", "--heads", "frame", "smooth", "--workers", "2")
+    result = subprocess.run([sys.executable, str(ROOT / "compare_color_spaces.py"), *argv], capture_output=True,
+                            text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0 and "a process forked from this one cannot train" not in result.stderr, result.stderr
+    return out, json.loads((out / "comparison.json").read_text())
 
 
 def test_the_statistic_equals_a_hand_computation():

@@ -1,4 +1,4 @@
-"""Temporal heads (issue 16): smooth and temporal heads in training, evaluation and the comparison, on synthetic
+"""Temporal heads: smooth and temporal heads in training, evaluation and the comparison, on synthetic
 features with the real (or synthetic) clip structure."""
 import json
 import shutil

@@ -1,16 +1,19 @@
-"""Stages 3 and 5 on a synthetic feature set with the real labels and clip structure of AFEW-VA."""
+"""Stages 3 and 5 on a synthetic feature set with the real labels and clip structure of AFEW-VA: splits, leaks,
+resume, the zero-shot baseline, selection labels that cannot choose, and the names logs and folds carry."""
 import csv
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+import compare_color_spaces
 import evaluate_hsv_model
 import train_emonet_features
-from conftest import NO_LABELS_REASON, clip_labels, manifest_as_list, real_labels
+from conftest import NO_LABELS_REASON, QUIET_CPU, clip_labels, manifest_as_list, real_labels, run_script, write_spaces
 from emonet.cli import run
-from emonet.errors import CheckpointError
+from emonet.errors import CheckpointError, EmoNetError
 from emonet.metrics import regression_metrics
 from emonet.splits import make_split, split_indices
 from emonet.testing import write_feature_set
@@ -29,6 +32,12 @@ def feature_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("features")
     write_feature_set(folder, _labels())
     return folder
+
+
+@pytest.fixture(scope="module")
+def spaces(tmp_path_factory):
+    """rgb and hsv feature sets of the same 12 clips, in one folder."""
+    return write_spaces(tmp_path_factory.mktemp("spaces"), clip_labels(12), (1.0, 3.0))
 
 
 def _train(folder, out, *extra):
@@ -152,3 +161,57 @@ def test_pretrained_zero_shot_and_wrong_checkpoint_type(feature_dir, clip_run, t
     assert run(evaluate_hsv_model.main, args) == 1
     assert "holds a 'feature_head' model (made by train_emonet_features.py; evaluate it with --model_type feature)" \
         in caplog.text
+
+
+# A selection side whose labels cannot tell epochs apart is reported, with what was kept.
+def test_constant_selection_labels_are_warned_about(tmp_path, caplog):
+    labels = {clip: {"valence": [0] * len(v["valence"]), "arousal": [3] * len(v["valence"])}
+              for clip, v in clip_labels(12).items()}
+    write_feature_set(tmp_path, labels)
+    _train(tmp_path, tmp_path / "run", "--inner_val_split", "0.2")
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert any("inner validation side's valence labels are all 0 and arousal labels are all 3" in w for w in warnings)
+    assert any("every epoch scored the same mean CCC (0.0000) on the selection side, so epoch 1 was kept by default" in w
+               for w in warnings)
+
+
+# The zero-shot baseline can be scored on the split of a head trained on another colour space.
+def test_zero_shot_on_another_colour_spaces_split(spaces, tmp_path):
+    model = _train(spaces, tmp_path / "hsv", "--epochs", "1") / "best_model.pth"
+    head = _evaluate(model, tmp_path / "head")
+    zero = _evaluate(model, tmp_path / "zero", "--manifest_file", str(spaces / "features_manifest.json"),
+                     model_type="pretrained")
+    assert zero["color_space"] == "rgb" and zero["num_samples"] == head["num_samples"]
+    assert zero["leakage_check"]["leak_free"] and not zero["selected_on_evaluated_frames"]
+
+
+def test_the_feature_head_trains_on_the_manifest_that_exists(spaces, tmp_path, monkeypatch):
+    rgb_only = tmp_path / "rgb_only"
+    write_feature_set(rgb_only, clip_labels(4), "features_manifest.json", "features", color_space="rgb")
+    monkeypatch.chdir(rgb_only)
+    run_script(train_emonet_features, "--epochs", "1", *QUIET_CPU)
+    assert (rgb_only / "rgb_features_training" / "best_model.pth").is_file()
+    monkeypatch.chdir(spaces)
+    with pytest.raises(EmoNetError, match=r"several feature manifests \(features_manifest\.json \(rgb\), "
+                                          r"features_hsv_manifest\.json \(hsv\)\): pass --manifest_file"):
+        train_emonet_features.main(train_emonet_features.get_args_parser().parse_args(["--epochs", "1"]))
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(EmoNetError, match="holds none of the standard manifests"):
+        train_emonet_features.main(train_emonet_features.get_args_parser().parse_args(["--epochs", "1"]))
+
+
+# Names that say what they are.
+def test_logs_name_the_inner_split_and_folds_name_their_grouping(spaces, tmp_path):
+    run = tmp_path / "run"
+    run_script(train_emonet_features, "--manifest_file", spaces / "features_manifest.json", "--head", "temporal",
+               "--epochs", "2", "--inner_val_split", "0.2", "--output_dir", run, *QUIET_CPU)
+    log = pd.read_csv(run / "training_log.csv")
+    assert {"inner_val_loss", "inner_val_mean_CCC", "inner_val_valence_CCC"} <= set(log) and "val_mean_CCC" not in log
+    assert "inner_val_mean_CCC" in (run / "training_log.txt").read_text()
+    assert _evaluate(run / "best_model.pth", tmp_path / "evaluation")["head"] == {"kind": "temporal"}  # no sigma: 0.0
+    run_script(compare_color_spaces, "--manifests", f"rgb={spaces / 'features_manifest.json'}",
+               f"hsv={spaces / 'features_hsv_manifest.json'}", "--folds", "2", "--epochs", "1", "--bootstrap", "100",
+               "--output_dir", tmp_path / "cmp", *QUIET_CPU)
+    report = json.loads((tmp_path / "cmp" / "comparison.json").read_text())
+    folds = json.loads((tmp_path / "cmp" / "folds.json").read_text())
+    assert folds["group_by"] == "clip" and "unit" not in folds and report["protocol"]["group_by"] == "clip"
