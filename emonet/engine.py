@@ -178,16 +178,24 @@ def _record(checkpoint_sha256: str, network: EmoNet, variant: str, extra: dict) 
             "n_expression": network.n_expression, **extra}
 
 
+def _intact(path: Path) -> dict | None:
+    """The record beside the engine file `path` when both are there and the file's hash is the recorded one."""
+    meta = path.with_suffix(".json")
+    if path.is_file() and meta.is_file():
+        with contextlib.suppress(OSError, ValueError):
+            saved = json.loads(meta.read_text())
+            if saved.get("file_sha256") == sha256_file(path):
+                return saved
+    return None
+
+
 def _cached(path: Path, record: dict) -> bool:
     """Whether `path` holds what `record` describes, intact."""
-    meta = path.with_suffix(".json")
-    if not (path.is_file() and meta.is_file()):
-        return False
-    with contextlib.suppress(OSError, ValueError):
-        saved = json.loads(meta.read_text())
-        if {k: saved.get(k) for k in record} == record and saved.get("file_sha256") == sha256_file(path):
-            return True
-    logger.warning("%s: the cached engine file is stale or damaged; exporting it again", path)
+    saved = _intact(path)
+    if saved is not None and {k: saved.get(k) for k in record} == record:
+        return True
+    if path.is_file() and path.with_suffix(".json").is_file():
+        logger.warning("%s: the cached engine file is stale or damaged; exporting it again", path)
     return False
 
 
@@ -241,9 +249,7 @@ def cached_int8(checkpoint_sha256: str, precision: str, n_expression: int, threa
     """The int8 engine whose features a head was trained on (its precision names the calibration), from this machine's
     cache: it cannot be made again without the calibration frames."""
     path = int8_path(checkpoint_sha256, precision.removeprefix(INT8_PREFIX))
-    meta = path.with_suffix(".json")
-    intact = path.is_file() and meta.is_file() and json.loads(meta.read_text()).get("file_sha256") == sha256_file(path)
-    if not intact:
+    if _intact(path) is None:
         raise EmoNetError(f"the model was trained on int8 features ({precision}) whose engine file {path} is not in this "
                           "machine's cache (or is damaged): copy it and its .json from the machine that extracted the "
                           f"features into ${CACHE_ENV}, or use a model trained on fp32 features")

@@ -36,10 +36,11 @@ NO_FACE, NOT_FOLLOWED = "no face", "face not followed"
 @dataclass(frozen=True)
 class TrackerConfig:
     """Every threshold of `PeopleTracker`. The distances are dlib descriptor distances, measured with
-    benchmarks/bench_people.py on the real faces of ../shared/faces/ (six people, four with two photos, one with three),
+    benchmarks/bench_people.py on the real faces of ../shared/faces/ (six people: two in three photos, two in two),
     each at 100, 60, 45 and 30 pixels, blurred, darkened, turned and cut in half (README_HSV_PIPELINE.md, "Several
     people", has the figures): between clear faces (`quality`), one person's two photos lie at most 0.51 apart and two
-    people at least 0.62; between degraded faces the two overlap (0.58 to 0.78 either way), so only clear faces link."""
+    people at least 0.62; between degraded faces the two overlap (one person's pairs reach 0.81, two people's come down
+    to 0.36), so only clear faces link."""
 
     # Motion (within a shot): a detection continues a tracklet whose predicted box it overlaps this much; then, among
     # the detections and tracklets left over, one whose predicted centre lies within `max_jump` box sizes (and whose
@@ -57,7 +58,7 @@ class TrackerConfig:
     swap_margin: float = 0.1
     # Links between tracklets (across cuts and gaps): the nearest clear faces within `link_distance`, the next
     # candidate known to be someone else `link_margin` further. 0.5: below every distance between two people's clear
-    # faces measured (0.62) with a margin of 0.12, above 95 % of one person's two photos.
+    # faces measured (0.62) with a margin of 0.12, above 97 % of one person's clear pairs.
     link_distance: float = 0.5
     link_margin: float = 0.08
     # How long a new tracklet waits for a clear face before it becomes a new person, and in how many analysed frames at

@@ -97,6 +97,7 @@ def load_model(model_path: str | None, pretrained_path: str, crop: str, amp: boo
     if model_path and not Path(model_path).is_file():
         raise CheckpointError(f"--model_path {model_path}: file not found")
     pretrained_sha = sha256_file(pretrained_path) if Path(pretrained_path).is_file() else None
+    model_sha = sha256_file(model_path) if model_path else None
     ckpt = load_training_checkpoint(model_path, None) if model_path else None
     settings = (ckpt or {}).get("settings", {})
     trained_from = settings.get("pretrained_sha256")
@@ -133,7 +134,7 @@ def load_model(model_path: str | None, pretrained_path: str, crop: str, amp: boo
     use_amp, use_compile = _precision(record_precision, amp, compile_, device)
     int8 = bool(record_precision and record_precision.startswith(INT8_PREFIX))
     choice = choose_backend(backend, device, use_amp, use_compile, int8, threads)
-    weights_sha = sha256_file(weights)
+    weights_sha = model_sha if kind == "emonet" else pretrained_sha  # the file just loaded, hashed once
     if int8:
         network = cached_int8(weights_sha, record_precision, network.n_expression, choice.threads)
         precision = record_precision
@@ -141,7 +142,7 @@ def load_model(model_path: str | None, pretrained_path: str, crop: str, amp: boo
         network = make_runner(network, device, choice, use_amp, use_compile, 1, weights_sha)[0]
         precision = ("bf16" if use_amp else "fp32") + (COMPILED_SUFFIX if use_compile else "")
     identity = {"model": kind, "model_path": str(Path(model_path).resolve()) if model_path else None,
-                "model_sha256": sha256_file(model_path) if model_path else None,
+                "model_sha256": model_sha,
                 "pretrained_path": str(Path(pretrained_path).resolve()), "pretrained_sha256": pretrained_sha,
                 "color_space": recorded["color_space"], "crop": chosen_crop, "precision": precision,
                 "head": head_record(ckpt) if head else None,
