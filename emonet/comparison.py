@@ -237,6 +237,13 @@ def read_manifests(paths: dict[str, Path]) -> dict[str, Manifest]:
     return {label: read_manifest(path) for label, path in paths.items()}
 
 
+def check_heads(manifests: dict[str, Manifest], heads) -> None:
+    """Refuse a head that runs along time on any manifest of single images (`Manifest.check_head`)."""
+    for m in manifests.values():
+        for head in heads:
+            m.check_head(head)
+
+
 def without_samples(manifests: dict[str, Manifest]) -> dict[str, Manifest]:
     """The manifests' paths and settings, their sample lists let go: after `check_manifests` the comparison holds one
     list of samples (`CommonFrames.samples`), not one a space (1.2 GB each at Aff-Wild2's 2.8 million frames)."""

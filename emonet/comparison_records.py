@@ -56,7 +56,6 @@ def recorded_folds(output_dir: Path) -> dict:
             "seed": stored.get("seed")}
 
 
-
 def claim_folds(output_dir: Path, folds: dict, write: bool) -> dict:
     """Write `folds.json`, or check that the one there is the same comparison: same unit, seed and partitions for
     the repetitions both hold. A larger --repeats extends it; the returned folds hold every repetition known."""
@@ -74,7 +73,6 @@ def claim_folds(output_dir: Path, folds: dict, write: bool) -> dict:
     if write:
         write_json(path, folds)
     return folds
-
 
 
 def unit_state(folder: Path, expected: dict, model_type: str, epochs: int) -> tuple[str, dict | None]:
@@ -96,12 +94,10 @@ def unit_state(folder: Path, expected: dict, model_type: str, epochs: int) -> tu
     return ("predict", None) if int(ckpt["epoch"]) >= epochs else ("resume", ckpt)
 
 
-
 def _unit_record(folder: Path) -> dict | None:
     """A finished unit's unit.json (fingerprint, frames, source), None for an unfinished one."""
     marker = folder / UNIT_FILE
     return json.loads(marker.read_text()) if marker.is_file() else None
-
 
 
 def read_fingerprint(folder: Path) -> dict | None:
@@ -110,11 +106,9 @@ def read_fingerprint(folder: Path) -> dict | None:
     return record["fingerprint"] if record else None
 
 
-
 def unit_source(folder: Path) -> str | None:
     """Where a finished unit's input came from (a manifest's path, the dataset root), as it recorded it."""
     return _unit_record(folder).get("source")
-
 
 
 def finished_units(output_dir: Path) -> list[tuple[Unit, dict]]:
@@ -132,13 +126,19 @@ def finished_units(output_dir: Path) -> list[tuple[Unit, dict]]:
     return sorted(found, key=lambda pair: pair[0])
 
 
+def require_finished(output_dir: Path, units: list[Unit]) -> None:
+    """Refuse a report while any of `units` is unfinished (no unit.json), naming the first ones."""
+    missing = [u.label for u in units if not (u.folder(output_dir) / UNIT_FILE).is_file()]
+    if missing:
+        raise EmoNetError(f"{len(missing)} units are not finished ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}); "
+                          "run them (--only UNIT, or without --report_only) before the report")
+
 
 def finish_unit(folder: Path, samples: list[dict], pred: np.ndarray, zero_shot: np.ndarray | None,
                  fp: dict, source_path: str | None) -> None:
     # `source` (the manifest's path, say) is for a reader, not part of the fingerprint.
     write_predictions(folder / UNIT_PREDICTIONS, folder / UNIT_FILE, samples, pred, zero_shot,
                       {"fingerprint": fp, "frames": len(samples), "source": source_path})
-
 
 
 def write_predictions(table: Path, record_path: Path, samples: list[dict], pred: np.ndarray, zero_shot: np.ndarray | None,
@@ -153,7 +153,6 @@ def write_predictions(table: Path, record_path: Path, samples: list[dict], pred:
     write_json(record_path, record)
 
 
-
 def done_line(state: str, best: dict, held_out: int) -> str:
     """One line on a unit: what was done, the epoch chosen on the inner split, the frames predicted."""
     action = {"new": "trained", "resume": "resumed and trained", "predict": "predicted"}[state]
@@ -162,16 +161,12 @@ def done_line(state: str, best: dict, held_out: int) -> str:
             f"(inner-validation mean CCC {number(best['best_metric'])}), {held_out} held-out frames predicted")
 
 
-
 def collect_predictions(output_dir: Path, units: list[Unit], folds: dict, samples: list[dict],
                         repeats: int) -> tuple[list[pd.DataFrame], pd.DataFrame]:
     """The out-of-fold predictions of every unit: one frame per repetition with columns clip, frame, fold,
     valence_true, arousal_true, then <column>_valence, <column>_arousal per (space, head); and EmoNet's
     zero-shot output per space (repetition 0's units, from which every repetition's is the same)."""
-    missing = [u.label for u in units if not (u.folder(output_dir) / UNIT_FILE).is_file()]
-    if missing:
-        raise EmoNetError(f"{len(missing)} units are not finished ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}); "
-                          "run them (--only UNIT, or without --report_only) before the report")
+    require_finished(output_dir, units)
     base = pd.DataFrame({"clip": [s["clip"] for s in samples], "frame": [s["frame"] for s in samples],
                          "valence_true": [float(s["valence"]) for s in samples],
                          "arousal_true": [float(s["arousal"]) for s in samples]})
@@ -193,8 +188,6 @@ def collect_predictions(output_dir: Path, units: list[Unit], folds: dict, sample
             if r == 0 and head == units[0].head:
                 zero[f"{space}_{dim}"] = table[f"{dim}_zero_shot"].to_numpy()
     return model, zero
-
-
 
 
 # -- what --report_only reads back -------------------------------------------------------------------------------------
@@ -318,9 +311,6 @@ def adopt_unit_settings(config: ComparisonConfig, units: list[Unit]) -> Comparis
 
 def check_finished(output_dir: Path, units: list[Unit], expected) -> None:
     """Every unit is finished and was made with the settings this report describes."""
-    missing = [u.label for u in units if not (u.folder(output_dir) / UNIT_FILE).is_file()]
-    if missing:
-        raise EmoNetError(f"{len(missing)} units are not finished ({', '.join(missing[:6])}{', ...' if len(missing) > 6 else ''}); "
-                          "run them (--only UNIT, or without --report_only) before the report")
+    require_finished(output_dir, units)
     for unit in units:
         check_same_settings(unit.folder(output_dir), read_fingerprint(unit.folder(output_dir)), expected(unit), "made")

@@ -24,7 +24,7 @@ from .dataset_info import DATASETS
 from .heads import SIGMA_GRID, TEMPORAL_DEFAULTS, TEMPORAL_WINDOW
 from .io import save_figure, write_json, write_text
 from .metrics import regression_metrics
-from .text import number
+from .text import number, plural
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -372,8 +372,8 @@ def protocol_text(report: dict) -> str:
         f"{_spaces_text(report)} and every head)"
         + (f", repeated {repeats} times with seeds {p['seed']} to {p['seed'] + repeats - 1} (each repetition draws its "
            "own folds, inner splits, initialisations and orders)" if repeats > 1 else "")
-        + f". In each fold, {trained} was trained on the other {p['folds'] - 1} folds for {p['epochs']} "
-        f"epochs ({p['optimizer']}, learning rate {p['learning_rate']:g}, batch {p['batch_size']}, "
+        + f". In each fold, {trained} was trained on the other {p['folds'] - 1} folds for "
+        f"{plural(p['epochs'], 'epoch')} ({p['optimizer']}, learning rate {p['learning_rate']:g}, batch {p['batch_size']}, "
         f"{p['loss_function']} loss, weight decay {p['weight_decay']:g}); the epoch with the best mean CCC on an inner "
         f"validation split of {p['inner_val_split']:g} of the training {p['group_by']}s was kept, and the held-out fold was "
         f"predicted once. Metrics on the raw label scale [-10, 10]. "
@@ -404,7 +404,7 @@ def _official_protocol_text(report: dict, trained: str, crop: str, checkpoint: s
         f"{_spaces_text(report)} and every head"
         + (f", trained {repeats} times with seeds {p['seed']} to {p['seed'] + repeats - 1} (each its own inner split, "
            "initialisation and order; the training and test data are the same every time)" if repeats > 1 else "")
-        + f". {trained[0].upper() + trained[1:]} was trained for {p['epochs']} epochs ({p['optimizer']}, learning rate "
+        + f". {trained[0].upper() + trained[1:]} was trained for {plural(p['epochs'], 'epoch')} ({p['optimizer']}, learning rate "
         f"{p['learning_rate']:g}, batch {p['batch_size']}, {p['loss_function']} loss, weight decay {p['weight_decay']:g}); "
         f"the epoch with the best mean CCC on an inner validation split of {p['inner_val_split']:g} of the training "
         f"{group}s was kept, and the validation split was predicted once. Labels and metrics on AFEW-VA's scale [-10, "

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .comparison import (all_units, check_feature_files, check_manifests, comparison_manifests,
+from .comparison import (all_units, check_feature_files, check_heads, check_manifests, comparison_manifests,
                          feature_identity, group_indices, make_folds, parse_only, read_manifests, scored_samples,
                          without_samples)
 from .comparison_finetune import FinetuneComparison
@@ -112,9 +112,7 @@ def _compare(config: ComparisonConfig, dist: Distributed) -> ComparisonRun:
         manifests = read_manifests(paths)
         common = check_manifests(manifests, config.common_frames)
         official, dataset = common.official, common.dataset
-        for m in manifests.values():
-            for head in config.heads:
-                m.check_head(head)
+        check_heads(manifests, config.heads)  # not a loop here: its variable would hold a manifest's samples all run
         if check_files:
             check_feature_files(manifests)
         manifests = without_samples(manifests)

@@ -11,7 +11,6 @@ import numpy as np
 from .constants import CROP_MODES, FACE_CROP_DIVISOR, FACE_CROP_REFERENCE, FLIP_ORDER_68, IMAGE_SIZE, NUM_LANDMARKS
 
 
-
 def square_from_box(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float]:
     """EmoNet's crop square around a face box: (centre x, centre y, side), centre = the box's centre,
     side = 200 * ((x1 - x0) + (y1 - y0)) / 220."""

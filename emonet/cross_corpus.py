@@ -21,8 +21,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .comparison import (MODEL_TYPES, CommonFrames, Unit, check_feature_files, check_manifests, feature_identity,
-                         group_indices, load_space, prediction_column, read_manifests, unit_groups, without_samples)
+from .comparison import (MODEL_TYPES, CommonFrames, Unit, check_feature_files, check_heads, check_manifests,
+                         feature_identity, group_indices, load_space, prediction_column, read_manifests, unit_groups,
+                         without_samples)
 from .comparison_heads import HeadComparison
 from .comparison_records import cross_files, write_predictions
 from .constants import LABEL_SCALE
@@ -80,9 +81,7 @@ def read_test_corpus(paths: dict[str, Path], training: dict[str, Manifest], trai
             raise EmoNetError(f"--test_manifests {space}={manifests[space].path}: made otherwise than the training "
                               f"features ({'; '.join(differ)}); extract both corpora with the same crop, checkpoint and "
                               "precision (Aff-Wild2 takes --crop resize only)")
-    for m in manifests.values():
-        for head in heads:
-            m.check_head(head)
+    check_heads(manifests, heads)
     rows = np.arange(len(common.samples))
     if common.official:
         rows = np.array([i for i, s in enumerate(common.samples) if s.get("split") == "validation"], dtype=np.int64)

@@ -10,7 +10,6 @@ from .errors import EmoNetError
 logger = logging.getLogger(__name__)
 
 
-
 def resolve_device(name: str) -> torch.device:
     """`auto` -> the first GPU when there is one, else the CPU; `cuda*` without a GPU is an error."""
     if name == "auto":

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .device import resolve_device
-from .errors import CheckpointError, EmoNetError, MediaError
+from .errors import EmoNetError, MediaError
 from .io import check_writable
 from .media import Source, discover
 from .prediction import (CHECKPOINT_FRAMES, CHECKPOINT_SECONDS, PredictOptions, Predictor, check_run_folder,
@@ -57,8 +57,6 @@ def check_inputs(config: PredictConfig, sources: list[Source]) -> None:
     if config.sample_fps is not None and stills:
         kind = "a folder of images" if stills[0].kind == "folder" else "an image"
         raise EmoNetError(f"--sample_fps applies to videos; {stills[0].path} is {kind}: predict it in a run of its own")
-    if config.model_path and not Path(config.model_path).is_file():
-        raise CheckpointError(f"--model_path {config.model_path}: file not found")
 
 
 def run_predictions(config: PredictConfig) -> PredictionRun:

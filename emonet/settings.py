@@ -275,8 +275,7 @@ class PredictConfig:
 
     @classmethod
     def from_args(cls, args) -> "PredictConfig":
-        values = _values(cls, args)
-        return cls(**(values | {"inputs": tuple(values["inputs"])})).checked()
+        return cls(**_values(cls, args)).checked()
 
     def checked(self) -> "PredictConfig":
         if isinstance(self.inputs, str):
